@@ -1,0 +1,264 @@
+"""ASNN-Goose: an RWKV-4-style recurrent language model that talks in spikes.
+
+Data flow of one block (C = d_model, F = d_ffn; every projection is a TTQ
+ternary matrix and every projection input is a spike tensor)::
+
+    x ─LN1─ shift-mix ─LIF─ s ─┬─ Wk ─ k ─┐
+                               ├─ Wv ─ v ─┼─ WKV recurrence ─┐
+                               └─ Wr ─ sigmoid ──────────────┴─ * ─LIF─ Wo ─(+x)
+    x ─LN2─ shift-mix ─LIF─ s ─┬─ Wk ─ relu² ─LIF─ Wv ─┐
+                               └─ Wr ─ sigmoid ────────┴─ * ─(+x)
+
+The WKV recurrence is RWKV-4's (Peng et al. 2023, arXiv 2305.13048), kept in
+its numerically stable (a, b, p) form::
+
+    wkv_t = (e^{p-q} a + e^{u+k_t-q} v_t) / (e^{p-q} b + e^{u+k_t-q}),  q = max(p, u+k_t)
+    a, b, p <- decay by w = -exp(time_decay), then add e^{k_t} v_t and e^{k_t}
+
+One variant, on purpose: the token shift mixes ``x_t`` and ``x_{t-1}`` once per
+mixer (one ``mu``) instead of once per k/v/r, so each mixer needs one spiking
+population rather than three.
+
+State is explicit and never mutated in place: ``forward(tokens, state)`` returns
+``(logits, new_state)`` where state is a dict of named (B, width) tensors (see
+:meth:`ASNNGoose.state_spec`). Step mode (T=1 calls) equals sequence mode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from goose_neuro.config import ModelConfig
+from goose_neuro.neurons import SpikeLIF
+from goose_neuro.ternary import TernaryLinear
+
+State = dict[str, Tensor]
+
+
+def wkv_scan(
+    time_decay: Tensor, time_first: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, p: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Reference RWKV-4 WKV over T tokens. k, v: (B, T, C); a, b, p: (B, C).
+
+    Returns (wkv (B, T, C), a, b, p). ``p`` is the running log-scale that keeps
+    ``exp`` in range; its initial value is a large negative number.
+    """
+    w = -torch.exp(time_decay)  # (C,) log-decay per token
+    u = time_first  # (C,)
+    outs = []
+    for t in range(k.shape[1]):
+        kt, vt = k[:, t], v[:, t]  # (B, C)
+        ww = u + kt
+        q = torch.maximum(p, ww)
+        e1, e2 = torch.exp(p - q), torch.exp(ww - q)
+        outs.append((e1 * a + e2 * vt) / (e1 * b + e2))
+        ww = p + w
+        q = torch.maximum(ww, kt)
+        e1, e2 = torch.exp(ww - q), torch.exp(kt - q)
+        a, b, p = e1 * a + e2 * vt, e1 * b + e2, q
+    return torch.stack(outs, dim=1), a, b, p
+
+
+WKV_P_INIT = -1e30  # "minus infinity" for the WKV log-scale, finite for ONNX/fixed point
+
+
+def _shift(x: Tensor, prev: Tensor) -> Tensor:
+    """Token shift: (B, T, C) -> previous token's vector at each position."""
+    return torch.cat([prev[:, None], x[:, :-1]], dim=1)
+
+
+def _lif(cfg: ModelConfig, n: int) -> SpikeLIF:
+    return SpikeLIF(
+        n,
+        mode=cfg.spike_mode,
+        surrogate_name=cfg.surrogate,
+        slope=cfg.surrogate_slope,
+        threshold_init=cfg.threshold_init,
+        beta_init=cfg.beta_init,
+        amplitude_mode=cfg.amplitude_mode,
+    )
+
+
+def _tlin(cfg: ModelConfig, d_in: int, d_out: int) -> TernaryLinear:
+    return TernaryLinear(d_in, d_out, t=cfg.ttq_threshold, dead_lambda=cfg.ttq_deadzone_lambda)
+
+
+class TimeMix(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        C = cfg.d_model
+        ratio = layer / max(1, cfg.n_layers - 1)
+        self.mu = nn.Parameter(torch.full((C,), 0.5))
+        self.lif_in = _lif(cfg, C)
+        self.key, self.value, self.receptance = (_tlin(cfg, C, C) for _ in range(3))
+        # decay speeds spread over channels, slower in deeper layers (RWKV-4 habit)
+        h = torch.arange(C, dtype=torch.float32) / max(1, C - 1)
+        self.time_decay = nn.Parameter(-5.0 + 8.0 * h ** (0.7 + 1.3 * ratio))
+        self.time_first = nn.Parameter(torch.full((C,), math.log(0.3)))
+        self.lif_out = _lif(cfg, C)
+        self.output = _tlin(cfg, C, C)
+
+    def forward(self, x: Tensor, st: State, pre: str, aux: dict | None) -> tuple[Tensor, State]:
+        # x: (B, T, C), already layer-normed
+        new: State = {}
+        xm = x * self.mu + _shift(x, st[pre + "tm_shift"]) * (1 - self.mu)  # (B, T, C)
+        new[pre + "tm_shift"] = x[:, -1]
+        h, s_in, new[pre + "tm_mem_in"] = self.lif_in(xm, st[pre + "tm_mem_in"])
+        k, v = self.key(h), self.value(h)  # (B, T, C)
+        r = torch.sigmoid(self.receptance(h))
+        wkv, a, b, p = wkv_scan(
+            self.time_decay, self.time_first, k.float(), v.float(),
+            st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"],
+        )
+        new[pre + "wkv_a"], new[pre + "wkv_b"], new[pre + "wkv_p"] = a, b, p
+        y, s_out, new[pre + "tm_mem_out"] = self.lif_out(r * wkv.to(r.dtype), st[pre + "tm_mem_out"])
+        if aux is not None:
+            aux[pre + "tm_in"], aux[pre + "tm_out"] = s_in, s_out
+        return self.output(y), new
+
+
+class ChannelMix(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        C, Fh = cfg.d_model, cfg.d_ffn
+        self.mu = nn.Parameter(torch.full((C,), 0.5))
+        self.lif_in = _lif(cfg, C)
+        self.key = _tlin(cfg, C, Fh)
+        self.lif_hid = _lif(cfg, Fh)
+        self.value = _tlin(cfg, Fh, C)
+        self.receptance = _tlin(cfg, C, C)
+
+    def forward(self, x: Tensor, st: State, pre: str, aux: dict | None) -> tuple[Tensor, State]:
+        new: State = {}
+        xm = x * self.mu + _shift(x, st[pre + "cm_shift"]) * (1 - self.mu)  # (B, T, C)
+        new[pre + "cm_shift"] = x[:, -1]
+        h, s_in, new[pre + "cm_mem_in"] = self.lif_in(xm, st[pre + "cm_mem_in"])
+        k = torch.square(torch.relu(self.key(h)))  # (B, T, F)
+        hk, s_hid, new[pre + "cm_mem_hid"] = self.lif_hid(k, st[pre + "cm_mem_hid"])
+        r = torch.sigmoid(self.receptance(h))  # (B, T, C)
+        if aux is not None:
+            aux[pre + "cm_in"], aux[pre + "cm_hid"] = s_in, s_hid
+        return r * self.value(hk), new
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.tm = TimeMix(cfg, layer)
+        self.cm = ChannelMix(cfg)
+
+    def forward(self, x: Tensor, st: State, pre: str, aux: dict | None) -> tuple[Tensor, State]:
+        dx, new = self.tm(self.ln1(x), st, pre, aux)
+        x = x + dx
+        dx, new2 = self.cm(self.ln2(x), st, pre, aux)
+        return x + dx, {**new, **new2}
+
+
+@dataclass
+class GooseOutput:
+    """Everything one call computes. ``hidden``: residual stream after each block
+    (list of (B, T, C)); ``spikes``: name -> (B, T, n) spike values in {-1,0,1}
+    (or the dense activation in mode ``none``). Both filled only when asked."""
+
+    logits: Tensor  # (B, T, V)
+    state: State
+    hidden: list[Tensor] = field(default_factory=list)
+    spikes: dict[str, Tensor] = field(default_factory=dict)
+
+
+class ASNNGoose(nn.Module):
+    """The student. ``forward(tokens (B, T) int64, state=None) -> (logits (B, T, V), state)``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.normal_(self.emb.weight, std=0.02)
+        self.ln0 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.ln_out = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        if cfg.quantize_head:
+            self.head: nn.Module = _tlin(cfg, cfg.d_model, cfg.vocab_size)
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+            nn.init.normal_(self.head.weight, std=cfg.d_model**-0.5)
+            if cfg.tie_embeddings:
+                self.head.weight = self.emb.weight
+
+    # -- state ---------------------------------------------------------------
+    def state_spec(self) -> dict[str, int]:
+        """Name -> width of every recurrent state tensor (each is (B, width))."""
+        C, Fh, spec = self.cfg.d_model, self.cfg.d_ffn, {}
+        spiking = self.cfg.spike_mode != "none"
+        for i in range(self.cfg.n_layers):
+            pre = f"L{i}."
+            spec[pre + "tm_shift"] = C
+            if spiking:
+                spec[pre + "tm_mem_in"] = C
+            spec[pre + "wkv_a"] = C
+            spec[pre + "wkv_b"] = C
+            spec[pre + "wkv_p"] = C
+            if spiking:
+                spec[pre + "tm_mem_out"] = C
+            spec[pre + "cm_shift"] = C
+            if spiking:
+                spec[pre + "cm_mem_in"] = C
+                spec[pre + "cm_mem_hid"] = Fh
+        return spec
+
+    def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
+        st = {n: torch.zeros(batch, w, device=device, dtype=dtype) for n, w in self.state_spec().items()}
+        for n in st:
+            if n.endswith("wkv_p"):
+                st[n] = torch.full_like(st[n], WKV_P_INIT)
+        return st
+
+    # -- forward ---------------------------------------------------------------
+    def run(self, tokens: Tensor, state: State | None = None, collect: bool = False) -> GooseOutput:
+        """Full forward. With ``collect`` also returns hidden states and spikes."""
+        B, T = tokens.shape
+        if state is None:
+            state = self.init_state(B, tokens.device, self.emb.weight.dtype)
+        missing = set(self.state_spec()) - set(state)
+        if missing:
+            raise ValueError(f"state is missing {sorted(missing)[:3]}...")
+        if self.cfg.spike_mode == "none":  # membranes unused; placeholders keep the block code uniform
+            state = {**state, **{f"L{i}.{m}": state.get(f"L{i}.{m}") for i in range(self.cfg.n_layers)
+                                 for m in ("tm_mem_in", "tm_mem_out", "cm_mem_in", "cm_mem_hid")}}
+        aux: dict | None = {} if collect else None
+        x = self.ln0(self.emb(tokens))  # (B, T, C)
+        new_state: State = {}
+        hidden = []
+        for i, block in enumerate(self.blocks):
+            x, st_i = block(x, state, f"L{i}.", aux)
+            new_state.update(st_i)
+            if collect:
+                hidden.append(x)
+        logits = self.head(self.ln_out(x))  # (B, T, V)
+        spec = self.state_spec()
+        new_state = {n: new_state[n] for n in spec}
+        return GooseOutput(logits, new_state, hidden, aux or {})
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        out = self.run(tokens, state)
+        return out.logits, out.state
+
+    # -- utilities ---------------------------------------------------------------
+    def ternary_layers(self) -> dict[str, TernaryLinear]:
+        return {n: m for n, m in self.named_modules() if isinstance(m, TernaryLinear)}
+
+    def freeze_ternary(self, on: bool = True) -> "ASNNGoose":
+        """Cache quantized weights for fast inference (see TernaryLinear.freeze)."""
+        for m in self.ternary_layers().values():
+            m.freeze(on)
+        return self
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

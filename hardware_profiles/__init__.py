@@ -1,0 +1,1 @@
+"""Hardware profiles (YAML data files, one per target). Loaded by goose_neuro.energy.profiles."""
