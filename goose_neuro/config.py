@@ -15,7 +15,7 @@ from typing import Any
 from goose_neuro.errors import ConfigError
 
 SPIKE_MODES = ("ternary", "binary", "none")
-SURROGATES = ("atan", "fast_sigmoid", "sigmoid", "triangular")
+SURROGATES = ("atan", "fast_sigmoid", "sigmoid")
 AMPLITUDE_MODES = ("shared", "channel")
 
 

@@ -39,7 +39,6 @@ def make_surrogate(name: str, slope: float):
     ``atan``: dS/dU = (alpha/2) / (1 + (pi/2 * alpha * U)^2)   (Fang et al. 2021)
     ``fast_sigmoid``: dS/dU = 1 / (1 + k|U|)^2                  (Zenke & Ganguli 2018)
     ``sigmoid``: dS/dU = k e^{-kU} / (1 + e^{-kU})^2
-    ``triangular``: dS/dU = slope * max(0, 1 - |U|) ... (snnTorch's triangular)
     """
     if name == "atan":
         return surrogate.atan(alpha=slope)
@@ -47,8 +46,6 @@ def make_surrogate(name: str, slope: float):
         return surrogate.fast_sigmoid(slope=slope)
     if name == "sigmoid":
         return surrogate.sigmoid(slope=slope)
-    if name == "triangular":
-        return surrogate.triangular(threshold=slope)
     raise ConfigError(f"unknown surrogate {name!r}")
 
 
@@ -62,6 +59,90 @@ def surrogate_grad_closed_form(name: str, slope: float, u: Tensor) -> Tensor:
         e = torch.exp(-slope * u)
         return slope * e / (1 + e) ** 2
     raise ConfigError(f"no closed form recorded for surrogate {name!r}")
+
+
+def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary: bool):
+    """Token loop of the update rule; returns (m_t before reset, s_t, final membrane)."""
+    B, T, n = x.shape
+    mems = x.new_empty(B, T, n)
+    spikes = x.new_empty(B, T, n)
+    for t in range(T):
+        mem = beta * mem + x[:, t]
+        s = (mem > th).to(x.dtype)
+        if ternary:
+            s = s - (mem < -th).to(x.dtype)
+        mems[:, t] = mem
+        spikes[:, t] = s
+        mem = mem - s * th
+    return mems, spikes, mem
+
+
+def _lif_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):
+    """Reverse-time linear recurrence g_m_t = g_post_t * keep_t + inject_t; g_post_{t-1} = beta g_m_t."""
+    g_x = torch.empty_like(keep)
+    for t in range(keep.shape[1] - 1, -1, -1):
+        g = g_post * keep[:, t] + inject[:, t]
+        g_x[:, t] = g
+        g_post = beta * g
+    return g_x, g_post
+
+
+try:  # TorchScript removes most per-token Python overhead (about 1.5x on CPU); optional
+    _lif_forward_loop = torch.jit.script(_lif_forward_loop)
+    _lif_backward_loop = torch.jit.script(_lif_backward_loop)
+except Exception:  # pragma: no cover - scripting unavailable: the plain loops are identical
+    pass
+
+
+class _LIFScan(torch.autograd.Function):
+    """The LIF update over T tokens in one autograd node (the fast path).
+
+    Forward runs the update rule of this module's docstring without building a
+    graph per token; backward runs the exact reverse-time recursion of the same
+    computation, using the surrogate's closed-form derivative ``g(U)``
+    (identical to what snnTorch's surrogate Functions return; a test checks the
+    gradients against :meth:`SpikeLIF.forward_reference`)::
+
+        dL/ds_t  = a * dL/dout_t - th * dL/dm'_t
+        dL/dm_t  = dL/dm'_t + dL/ds_t * (g(m_t - th) [+ g(-m_t - th) if ternary])
+        dL/dx_t  = dL/dm_t,   dL/dm'_{t-1} = beta * dL/dm_t
+        dL/dbeta = sum_t dL/dm_t * m'_{t-1}
+        dL/dth   = sum_t (dL/ds_t * ds_t/dth - s_t dL/dm'_t),   dL/da = sum_t dL/dout_t * s_t
+        ds/dth   = -g(m - th) [+ g(-m - th) if ternary]
+    """
+
+    @staticmethod
+    def forward(ctx, x, mem0, beta, th, amp, ternary: bool, sname: str, slope: float):
+        mems, spikes, mem = _lif_forward_loop(x, mem0, beta, th, ternary)  # m_t (before reset), s_t
+        ctx.save_for_backward(mem0, beta, th, amp, mems, spikes)
+        ctx.ternary, ctx.sname, ctx.slope = ternary, sname, slope
+        return spikes * amp, spikes, mem
+
+    @staticmethod
+    def backward(ctx, g_out, g_spikes, g_mem_final):
+        mem0, beta, th, amp, mems, spikes = ctx.saved_tensors
+        sg = surrogate_grad_closed_form(ctx.sname, ctx.slope, mems - th)  # ds/dm, (B, T, n)
+        sg_th = -sg  # ds/dth
+        if ctx.ternary:  # s = H(m - th) - H(-m - th)
+            sg_neg = surrogate_grad_closed_form(ctx.sname, ctx.slope, -mems - th)
+            sg, sg_th = sg + sg_neg, sg_th + sg_neg
+        g_s_all = g_out * amp
+        if g_spikes is not None:
+            g_s_all = g_s_all + g_spikes
+        # Reverse-time recursion g_m_t = g_post_t * (1 - th*sg_t) + g_s_all_t * sg_t,
+        # g_post_{t-1} = beta * g_m_t; only this linear recurrence needs the loop.
+        keep, inject = 1 - th * sg, g_s_all * sg  # (B, T, n)
+        g_final = g_mem_final if g_mem_final is not None else torch.zeros_like(mem0)
+        g_x, g_post = _lif_backward_loop(g_final, keep, inject, beta)  # g_x = dL/dm_t = dL/dx_t
+        post_later = torch.cat([beta * g_x[:, 1:], g_final[:, None]], 1)  # dL/dm'_t
+        prev = torch.cat([mem0[:, None], mems[:, :-1] - spikes[:, :-1] * th], 1)  # m'_{t-1}
+        g_beta = (g_x * prev).sum((0, 1))
+        g_s = g_s_all - th * post_later
+        g_th = (g_s * sg_th - spikes * post_later).sum((0, 1))
+        g_amp = (g_out * spikes).sum((0, 1))
+        if amp.numel() == 1:
+            g_amp = g_amp.sum().reshape(amp.shape)
+        return g_x, g_post, g_beta, g_th, g_amp, None, None, None
 
 
 class SpikeLIF(snntorch.SpikingNeuron):
@@ -106,6 +187,7 @@ class SpikeLIF(snntorch.SpikingNeuron):
             snntorch.SpikingNeuron.instances.pop()
         self.n = n
         self.mode = mode
+        self._sname, self._slope = surrogate_name, float(slope)
         self.beta_logit = nn.Parameter(torch.full((n,), math.log(beta_init / (1 - beta_init))))
 
     # -- parameters as used by the update rule -------------------------------
@@ -133,6 +215,17 @@ class SpikeLIF(snntorch.SpikingNeuron):
         return s.to(mem.dtype)
 
     def forward(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Fast path: one fused autograd node for the whole token loop."""
+        if self.mode == "none":
+            return x, x, mem
+        dtype = torch.promote_types(x.dtype, mem.dtype)
+        return _LIFScan.apply(
+            x.to(dtype), mem.to(dtype), self.beta.to(dtype), self.th.to(dtype), self.amplitude.to(dtype),
+            self.mode == "ternary", self._sname, self._slope,
+        )
+
+    def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Readable reference: token loop through snnTorch's surrogate autograd Functions."""
         if self.mode == "none":
             return x, x, mem
         beta, th = self.beta, self.th

@@ -1,0 +1,122 @@
+"""Spiking neurons (surrogates, reset) and TTQ ternary weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from goose_neuro.neurons import SpikeLIF, surrogate_grad_closed_form
+from goose_neuro.ternary import TernaryLinear, ttq_quantize
+
+
+@pytest.mark.parametrize("name,slope", [("atan", 2.0), ("fast_sigmoid", 25.0), ("sigmoid", 5.0)])
+def test_surrogate_gradient_matches_closed_form(name, slope):
+    lif = SpikeLIF(5, mode="ternary", surrogate_name=name, slope=slope, threshold_init=0.7).double()
+    mem = torch.tensor([[-1.3, -0.7001, 0.0, 0.2, 1.9]], dtype=torch.float64, requires_grad=True)
+    s = lif.fire(mem)
+    assert s.tolist() == [[-1.0, -1.0, 0.0, 0.0, 1.0]]
+    (g,) = torch.autograd.grad(s.sum(), mem)
+    th = lif.th.detach()
+    expected = surrogate_grad_closed_form(name, slope, mem.detach() - th) + surrogate_grad_closed_form(
+        name, slope, -mem.detach() - th
+    )
+    assert torch.allclose(g, expected, atol=1e-12)
+
+
+def test_lif_update_rule_by_hand():
+    """beta=0.5, th=1: mem 0 -> 0.8 (no spike) -> 1.2 spike, reset to 0.2 -> -1.9 neg spike -> ..."""
+    lif = SpikeLIF(1, mode="ternary", threshold_init=1.0, beta_init=0.5).double()
+    with torch.no_grad():
+        lif.threshold.fill_(1.0 - 1e-4)  # th = |threshold| + 1e-4 = 1.0
+        lif.graded_spikes_factor.fill_(0.25)
+    x = torch.tensor([[[0.8], [0.8], [-2.0], [0.0]]], dtype=torch.float64)
+    out, s, mem = lif(x, lif.init_mem(1, dtype=torch.float64))
+    # t0: 0.8 ; t1: 0.4+0.8=1.2 -> +1, mem 0.2 ; t2: 0.1-2.0=-1.9 -> -1, mem -0.9 ; t3: -0.45 -> 0
+    assert s.flatten().tolist() == [0.0, 1.0, -1.0, 0.0]
+    assert out.flatten().tolist() == [0.0, 0.25, -0.25, 0.0]
+    assert math.isclose(mem.item(), -0.45, abs_tol=1e-12)
+
+
+def test_binary_mode_never_negative_and_none_is_identity():
+    x = torch.randn(2, 30, 4) * 3
+    b = SpikeLIF(4, mode="binary")
+    _, s, _ = b(x, b.init_mem(2))
+    assert set(s.unique().tolist()) == {0.0, 1.0}
+    n = SpikeLIF(4, mode="none")
+    out, _, mem = n(x, n.init_mem(2))
+    assert torch.equal(out, x) and torch.equal(mem, torch.zeros(2, 4))
+
+
+def test_bad_mode_raises():
+    with pytest.raises(ValueError, match="spike mode"):
+        SpikeLIF(3, mode="analog")
+
+
+def test_ttq_values_per_channel():
+    torch.manual_seed(0)
+    lin = TernaryLinear(16, 6, t=0.3)
+    with torch.no_grad():
+        lin.wp.copy_(torch.arange(1, 7, dtype=torch.float32))
+        lin.wn.copy_(torch.arange(1, 7, dtype=torch.float32) * 0.1)
+    q = lin.quantized_weight().detach()
+    for i in range(6):
+        vals = set(torch.round(q[i] * 1000).int().tolist())
+        assert vals <= {round(-(i + 1) * 100), 0, (i + 1) * 1000}, (i, vals)
+    sign, wp, wn = lin.ternary_parts()
+    assert sign.dtype == torch.int8 and set(sign.unique().tolist()) <= {-1, 0, 1}
+    rebuilt = wp[:, None] * (sign == 1) - wn[:, None] * (sign == -1)
+    assert torch.allclose(rebuilt, q)
+    # per-row threshold t * max|w|: every kept weight exceeds it, every zeroed one does not
+    w = lin.weight.detach()
+    delta = 0.3 * w.abs().amax(1, keepdim=True)
+    assert torch.all((sign != 0) == (w.abs() > delta))
+
+
+def test_ttq_gradients_follow_the_paper():
+    w = torch.tensor([[0.9, -0.8, 0.05, 0.5], [0.1, -1.0, 0.3, -0.02]], requires_grad=True)
+    wp = torch.tensor([2.0, 3.0], requires_grad=True)
+    wn = torch.tensor([0.5, 4.0], requires_grad=True)
+    q = ttq_quantize(w, wp, wn, t=0.2)
+    # row 0: delta 0.18 -> [+,-,0,+]; row 1: delta 0.2 -> [0,-,+,0]
+    assert q.tolist() == [[2.0, -0.5, 0.0, 2.0], [0.0, -4.0, 3.0, 0.0]]
+    g = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    q.backward(g)
+    assert wp.grad.tolist() == [1.0 + 4.0, 7.0]  # sum over the positive set
+    assert wn.grad.tolist() == [-2.0, -6.0]  # minus the sum over the negative set
+    assert w.grad.tolist() == [[2.0, 2.0 * 0.5, 3.0, 8.0], [5.0, 6.0 * 4.0, 7.0 * 3.0, 8.0]]
+
+
+def test_deadzone_lambda_boosts_only_zero_weights():
+    w = torch.tensor([[0.9, 0.01]], requires_grad=True)
+    q = ttq_quantize(w, torch.tensor([1.0]), torch.tensor([1.0]), 0.1, dead_lambda=0.5)
+    q.backward(torch.ones_like(q))
+    assert w.grad.tolist() == [[1.0, 1.5]]
+
+
+@pytest.mark.parametrize("mode", ["ternary", "binary"])
+@pytest.mark.parametrize("sname,slope", [("atan", 2.0), ("fast_sigmoid", 10.0), ("sigmoid", 4.0)])
+@pytest.mark.parametrize("amp_mode", ["shared", "channel"])
+def test_fused_scan_equals_snntorch_reference(mode, sname, slope, amp_mode):
+    """The fused LIF node gives the same spikes, membrane and gradients as the
+    token-by-token path through snnTorch's surrogate Functions."""
+    torch.manual_seed(0)
+    lif = SpikeLIF(6, mode=mode, surrogate_name=sname, slope=slope, amplitude_mode=amp_mode).double()
+    with torch.no_grad():
+        lif.graded_spikes_factor.uniform_(0.5, 1.5)
+        lif.beta_logit.uniform_(-1, 1)
+    x = (torch.randn(3, 25, 6, dtype=torch.float64) * 1.5).requires_grad_()
+    m0 = (torch.randn(3, 6, dtype=torch.float64) * 0.3).requires_grad_()
+    w_out, w_mem = torch.randn(3, 25, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    results = []
+    for fn in (lif.forward, lif.forward_reference):
+        out, s, mem = fn(x, m0)
+        loss = (out * w_out).sum() + (mem * w_mem).sum()
+        grads = torch.autograd.grad(loss, [x, m0, lif.beta_logit, lif.threshold, lif.graded_spikes_factor])
+        results.append((out.detach(), s.detach(), mem.detach(), grads))
+    (o1, s1, m1, g1), (o2, s2, m2, g2) = results
+    assert torch.equal(s1, s2) and torch.allclose(o1, o2) and torch.allclose(m1, m2, atol=1e-12)
+    for a, b in zip(g1, g2):
+        # snnTorch's surrogate returns float32 spikes, so its path rounds the incoming gradient to float32
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), (a - b).abs().max()
