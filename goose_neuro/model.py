@@ -46,7 +46,9 @@ def wkv_scan(
     """Reference RWKV-4 WKV over T tokens. k, v: (B, T, C); a, b, p: (B, C).
 
     Returns (wkv (B, T, C), a, b, p). ``p`` is the running log-scale that keeps
-    ``exp`` in range; its initial value is a large negative number.
+    ``exp`` in range (A = a e^p, B = b e^p); its initial value is a large
+    negative number. This readable loop is the definition; :func:`wkv` is the
+    fast path with the same values and a hand-written backward.
     """
     w = -torch.exp(time_decay)  # (C,) log-decay per token
     u = time_first  # (C,)
@@ -62,6 +64,92 @@ def wkv_scan(
         e1, e2 = torch.exp(ww - q), torch.exp(kt - q)
         a, b, p = e1 * a + e2 * vt, e1 * b + e2, q
     return torch.stack(outs, dim=1), a, b, p
+
+
+def _wkv_forward_loop(w: Tensor, u: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, p: Tensor):
+    """Same recurrence as :func:`wkv_scan`; also returns the state before every token."""
+    B, T, C = k.shape
+    y = k.new_empty(B, T, C)
+    a_all, b_all, p_all = k.new_empty(B, T, C), k.new_empty(B, T, C), k.new_empty(B, T, C)
+    for t in range(T):
+        kt, vt = k[:, t], v[:, t]
+        a_all[:, t], b_all[:, t], p_all[:, t] = a, b, p
+        ww = u + kt
+        q = torch.maximum(p, ww)
+        e1, e2 = torch.exp(p - q), torch.exp(ww - q)
+        y[:, t] = (e1 * a + e2 * vt) / (e1 * b + e2)
+        ww = p + w
+        q = torch.maximum(ww, kt)
+        e1, e2 = torch.exp(ww - q), torch.exp(kt - q)
+        a, b, p = e1 * a + e2 * vt, e1 * b + e2, q
+    return y, a_all, b_all, p_all, a, b, p
+
+
+def _wkv_backward_loop(inj_a: Tensor, inj_b: Tensor, f: Tensor, ga: Tensor, gb: Tensor):
+    """Reverse recursion g_t = inj_t + f_t * g_{t+1} for the (scaled) state gradients.
+    Returns the gradients after each token (B, T, C) and the ones of the initial state."""
+    T = inj_a.shape[1]
+    ga_next, gb_next = torch.empty_like(inj_a), torch.empty_like(inj_b)
+    for t in range(T - 1, -1, -1):
+        ga_next[:, t], gb_next[:, t] = ga, gb
+        ga = inj_a[:, t] + f[:, t] * ga
+        gb = inj_b[:, t] + f[:, t] * gb
+    return ga_next, gb_next, ga, gb
+
+
+try:  # TorchScript removes most per-token Python overhead; the plain loops are identical
+    _wkv_forward_loop = torch.jit.script(_wkv_forward_loop)
+    _wkv_backward_loop = torch.jit.script(_wkv_backward_loop)
+except Exception:  # pragma: no cover
+    pass
+
+
+class _WKV(torch.autograd.Function):
+    """WKV in one autograd node. Backward, in the scaled form that keeps every
+    exponent <= 0 (A_t = a_t e^{p_t}, hats are gradients w.r.t. a_t, b_t)::
+
+        q = max(p_t, u+k_t), e1 = e^{p_t-q}, e2 = e^{u+k_t-q}, D = e1 b_t + e2, y_t = (e1 a_t + e2 v_t)/D
+        dL/dv_t += g_t e2/D ;  dL/dk_t, dL/du += g_t e2 (v_t - y_t)/D
+        ga_t = g_t e1/D + f_t ga_{t+1},  gb_t = -g_t y_t e1/D + f_t gb_{t+1},  f_t = e^{p_t + w - p_{t+1}}
+        dL/dk_t += (ga_{t+1} v_t + gb_{t+1}) e^{k_t - p_{t+1}},  dL/dv_t += ga_{t+1} e^{k_t - p_{t+1}}
+        dL/dw = sum_t (ga_{t+1} a_t + gb_{t+1} b_t) f_t,  w = -exp(time_decay)
+
+    Gradients of the returned state are taken w.r.t. (A, B), the quantities the
+    state stands for; the log-scale ``p`` only carries them (dL/dp_0 = ga_0 a_0 + gb_0 b_0).
+    """
+
+    @staticmethod
+    def forward(ctx, time_decay, time_first, k, v, a, b, p):
+        w = -torch.exp(time_decay)
+        y, a_all, b_all, p_all, a_n, b_n, p_n = _wkv_forward_loop(w, time_first, k, v, a, b, p)
+        ctx.save_for_backward(w, time_first, k, v, y, a_all, b_all, p_all, p_n)
+        return y, a_n, b_n, p_n
+
+    @staticmethod
+    def backward(ctx, g_y, g_a, g_b, g_p):
+        w, u, k, v, y, a_all, b_all, p_all, p_n = ctx.saved_tensors
+        g_y = torch.zeros_like(y) if g_y is None else g_y
+        q = torch.maximum(p_all, u + k)
+        e1, e2 = torch.exp(p_all - q), torch.exp(u + k - q)
+        gyd = g_y / (e1 * b_all + e2)  # g_t / D
+        g_direct_k = gyd * e2 * (v - y)
+        p_next = torch.cat([p_all[:, 1:], p_n[:, None]], 1)  # p_{t+1}
+        f = torch.exp(p_all + w - p_next)
+        ga0 = torch.zeros_like(p_n) if g_a is None else g_a
+        gb0 = torch.zeros_like(p_n) if g_b is None else g_b
+        ga_next, gb_next, ga, gb = _wkv_backward_loop(gyd * e1, -gyd * y * e1, f, ga0, gb0)
+        ek = torch.exp(k - p_next)
+        g_k = g_direct_k + (ga_next * v + gb_next) * ek
+        g_v = gyd * e2 + ga_next * ek
+        g_w = ((ga_next * a_all + gb_next * b_all) * f).sum((0, 1))
+        g_u = g_direct_k.sum((0, 1))
+        g_p0 = ga * a_all[:, 0] + gb * b_all[:, 0]
+        return g_w * w, g_u, g_k, g_v, ga, gb, g_p0
+
+
+def wkv(time_decay: Tensor, time_first: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, p: Tensor):
+    """Fast WKV with the values of :func:`wkv_scan` (one fused autograd node)."""
+    return _WKV.apply(time_decay, time_first, k, v, a, b, p)
 
 
 WKV_P_INIT = -1e30  # "minus infinity" for the WKV log-scale, finite for ONNX/fixed point
@@ -111,12 +199,13 @@ class TimeMix(nn.Module):
         h, s_in, new[pre + "tm_mem_in"] = self.lif_in(xm, st[pre + "tm_mem_in"])
         k, v = self.key(h), self.value(h)  # (B, T, C)
         r = torch.sigmoid(self.receptance(h))
-        wkv, a, b, p = wkv_scan(
-            self.time_decay, self.time_first, k.float(), v.float(),
+        wdt = torch.promote_types(k.dtype, torch.float32)  # at least fp32, never downcast fp64
+        wkv_out, a, b, p = wkv(
+            self.time_decay, self.time_first, k.to(wdt), v.to(wdt),
             st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"],
         )
         new[pre + "wkv_a"], new[pre + "wkv_b"], new[pre + "wkv_p"] = a, b, p
-        y, s_out, new[pre + "tm_mem_out"] = self.lif_out(r * wkv.to(r.dtype), st[pre + "tm_mem_out"])
+        y, s_out, new[pre + "tm_mem_out"] = self.lif_out(r * wkv_out.to(r.dtype), st[pre + "tm_mem_out"])
         if aux is not None:
             aux[pre + "tm_in"], aux[pre + "tm_out"] = s_in, s_out
         return self.output(y), new

@@ -61,6 +61,16 @@ def surrogate_grad_closed_form(name: str, slope: float, u: Tensor) -> Tensor:
     raise ConfigError(f"no closed form recorded for surrogate {name!r}")
 
 
+def _surrogate_grad_(name: str, slope: float, u: Tensor) -> Tensor:
+    """Same values as :func:`surrogate_grad_closed_form`, computed in place on ``u``
+    (a temporary) to spare memory traffic in the backward pass."""
+    if name == "atan":
+        return u.mul_(math.pi / 2 * slope).square_().add_(1.0).reciprocal_().mul_(slope / 2)
+    if name == "fast_sigmoid":
+        return u.abs_().mul_(slope).add_(1.0).square_().reciprocal_()
+    return surrogate_grad_closed_form(name, slope, u)
+
+
 def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary: bool):
     """Token loop of the update rule; returns (m_t before reset, s_t, final membrane)."""
     B, T, n = x.shape
@@ -121,17 +131,19 @@ class _LIFScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out, g_spikes, g_mem_final):
         mem0, beta, th, amp, mems, spikes = ctx.saved_tensors
-        sg = surrogate_grad_closed_form(ctx.sname, ctx.slope, mems - th)  # ds/dm, (B, T, n)
-        sg_th = -sg  # ds/dth
-        if ctx.ternary:  # s = H(m - th) - H(-m - th)
-            sg_neg = surrogate_grad_closed_form(ctx.sname, ctx.slope, -mems - th)
-            sg, sg_th = sg + sg_neg, sg_th + sg_neg
+        sg = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)  # ds/dm, (B, T, n)
+        if ctx.ternary:  # s = H(m - th) - H(-m - th): ds/dth = -g(m - th) + g(-m - th)
+            sg_neg = _surrogate_grad_(ctx.sname, ctx.slope, -mems - th)
+            sg_th = sg_neg - sg
+            sg += sg_neg
+        else:
+            sg_th = -sg
         g_s_all = g_out * amp
         if g_spikes is not None:
-            g_s_all = g_s_all + g_spikes
+            g_s_all += g_spikes
         # Reverse-time recursion g_m_t = g_post_t * (1 - th*sg_t) + g_s_all_t * sg_t,
         # g_post_{t-1} = beta * g_m_t; only this linear recurrence needs the loop.
-        keep, inject = 1 - th * sg, g_s_all * sg  # (B, T, n)
+        keep, inject = (sg * -th).add_(1.0), g_s_all * sg  # (B, T, n)
         g_final = g_mem_final if g_mem_final is not None else torch.zeros_like(mem0)
         g_x, g_post = _lif_backward_loop(g_final, keep, inject, beta)  # g_x = dL/dm_t = dL/dx_t
         post_later = torch.cat([beta * g_x[:, 1:], g_final[:, None]], 1)  # dL/dm'_t
