@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -50,6 +57,7 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should be a normal directory
     try:
         yield tmp
     except BaseException:
@@ -79,6 +87,12 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         raise GooseError(f"output path {path}: {probe} is not a directory")
     if not os.access(probe, os.W_OK):
         raise GooseError(f"output path {path}: {probe} is not writable")
+    try:  # os.access says yes to root even where the filesystem refuses: try for real
+        fd, tmp = tempfile.mkstemp(prefix=".goose-write-probe.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise GooseError(f"output path {path}: {probe} is not writable ({e.strerror or e})") from None
     if p.exists() and not p.is_dir():
         raise GooseError(f"output path {path} exists and is not a directory")
     return p

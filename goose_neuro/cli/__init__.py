@@ -36,6 +36,10 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
         msg = " ".join(str(e).split())
         sys.stderr.write(f"{prog}: error: {msg}\n")
         return 2
+    except OSError as e:  # a file the OS refused (permissions, full disk, read-only filesystem)
+        msg = " ".join(str(e).split())
+        sys.stderr.write(f"{prog}: error: {msg}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130

@@ -1,0 +1,259 @@
+"""Report directory: report.md (for a person), report.json (for programs), CSV tables
+(pandas) and PNG plots (matplotlib, Agg backend).
+
+Layout::
+
+    REPORT/report.md                 summary, breakdowns, student vs teacher, sparsity, constants, assumptions
+    REPORT/report.json               the dict returned by goose_neuro.energy.build_report
+    REPORT/layers.csv                one row per (profile, layer): sparsity, counts, pJ per class
+    REPORT/channels.csv              one row per (population, channel): events, +/- events, firing rate
+    REPORT/timeline.csv              one row per token: events of every population
+    REPORT/firing_rate.png           firing rate per population, grouped by layer
+    REPORT/energy_breakdown.png      stacked shares of energy per target (total labelled)
+    REPORT/ac_vs_mac.png             ACs and MACs per layer (event-driven counts)
+    REPORT/energy_vs_context.png     energy per token vs context, teacher and student
+
+The directory is written atomically (all files or none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goose_neuro.energy.activity import ActivityProfile
+from goose_neuro.energy.profiles import OP_CLASSES
+from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost
+from goose_neuro.fileio import atomic_dir, check_writable_dir
+
+GROUP_LABELS = {"ac": "synaptic ACs", "mac": "MACs", "neuron_spike": "neuron updates + spikes",
+                "elementwise": "elementwise (add/mul/exp/div/norm)", "memory": "memory traffic"}
+
+
+def _fmt(x: float) -> str:
+    """Engineering-style number for tables."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    ax = abs(x)
+    if ax == 0:
+        return "0"
+    if ax >= 1e6 or ax < 1e-2:
+        return f"{x:.3g}"
+    return f"{x:,.4g}" if ax < 1000 else f"{x:,.0f}"
+
+
+def _pj(x: float) -> str:
+    """pJ with a readable unit."""
+    for unit, f in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if abs(x) >= f:
+            return f"{x / f:.3g} {unit}"
+    return f"{x:.3g} pJ"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    """report.md text."""
+    P, act, ctxs = rep["profiles"], rep["activity"], rep["contexts"]
+    m = rep.get("model", {})
+    out = ["# Energy and sparsity report", ""]
+    label = m.get("label") or ""
+    params = f"{m['params']:,}" if isinstance(m.get("params"), int) else "?"
+    out.append(f"Student: `{m.get('checkpoint', '?')}` ({params} parameters"
+               f"{', ' + label if label else ''}). Teacher: `{rep['teacher']['name']}`"
+               f"{'' if rep['teacher']['given'] else ' (none given: GPT-2 124M config used as reference)'}. "
+               f"Baseline target: `{rep['baseline']}`.")
+    out.append(f"Activity: {act['tokens']} tokens of `{act['text']}`, profiled at {act['tokens_per_s']:.0f} tokens/s; "
+               f"overall firing rate {act['firing_rate']:.4f}, activation sparsity {act['activation_sparsity']:.4f}.")
+    out += ["", "## Energy per token by target", ""]
+    L0 = "512" if "512" in P[rep["baseline"]]["teacher"] else str(ctxs[0])
+    rows = []
+    for n, b in P.items():
+        s = b["student"]
+        rows.append([f"`{n}`", b["kind"], "yes" if b["event_driven"] else "no", _pj(s["energy_pj_per_token"]),
+                     _pj(b["teacher"][L0]["energy_pj_per_token"]), f"{b['student_over_teacher'][L0]:.3g}",
+                     f"{rep['comparison'][L0][n]:.3g}", f"{100 * s['non_ac_share']:.1f}%", f"{100 * s['memory_share']:.1f}%"])
+    out.append(_table(["target", "kind", "event-driven", "student / token", f"teacher / token (ctx {L0})",
+                       "student/teacher same target", f"student / teacher on {rep['baseline']}",
+                       "not synaptic ACs", "memory"], rows))
+    out += ["", "## Breakdown of the student's energy (pJ per token)", ""]
+    groups = list(GROUP_LABELS)
+    rows = [[f"`{n}`"] + [_fmt(b["student"]["groups_pj"][g]) for g in groups] for n, b in P.items()]
+    out.append(_table(["target"] + [GROUP_LABELS[g] for g in groups], rows))
+    out += ["", "Operation counts per token (student; memory classes in bits):", ""]
+    rows = [[f"`{n}`"] + [_fmt(b["student"]["counts_per_token"][c]) for c in OP_CLASSES] for n, b in P.items()]
+    out.append(_table(["target"] + list(OP_CLASSES), rows))
+    nb = rep["neurobench"]
+    out += ["", f"NeuroBench-definition counts per token: Effective_ACs {_fmt(nb['Effective_ACs'])}, "
+                f"Effective_MACs {_fmt(nb['Effective_MACs'])}, Dense {_fmt(nb['Dense'])}, "
+                f"ActivationSparsity {nb['ActivationSparsity']:.4f}."]
+    out += ["", "## Student vs teacher by context", ""]
+    rows = []
+    for n, b in P.items():
+        rows.append([f"`{n}`", _pj(b["student"]["energy_pj_per_token"])] +
+                    [f"{_pj(b['teacher'][str(L)]['energy_pj_per_token'])} ({b['student_over_teacher'][str(L)]:.3g})"
+                     + (" *" if b["teacher"][str(L)]["extrapolated"] else "") for L in ctxs])
+    out.append(_table(["target", "student"] + [f"teacher ctx {L} (ratio)" for L in ctxs], rows))
+    out.append("\n`*` context beyond the teacher's n_positions: cost formula extrapolated.")
+    extra = P[rep["baseline"]]["extra_teachers"]
+    for tname, blk in extra.items():
+        out.append(f"\nReference teacher `{tname}` on `{rep['baseline']}`: " + ", ".join(
+            f"ctx {L}: {_pj(blk[str(L)]['energy_pj_per_token'])}" for L in ctxs) + ".")
+    out += ["", "## Sparsity per layer", ""]
+    base_rows = [r for r in rep["layers"] if r["profile"] == rep["baseline"]]
+    rows = [[r["layer"], r["neurons"], _fmt(r["events_per_token"]), _fmt(r["firing_rate"]), _fmt(r["zero_fraction"]),
+             r["dead_channels"], r["saturated_channels"]] for r in base_rows]
+    out.append(_table(["layer", "neurons", "events/token", "firing rate", "zero fraction", "dead", "saturated"], rows))
+    out += ["", "Per population:", ""]
+    rows = [[f"`{n}`", p["neurons"], _fmt(p["firing_rate"]), p["dead"], p["saturated"],
+             p["positive_events"], p["negative_events"]] for n, p in act["populations"].items()]
+    out.append(_table(["population", "neurons", "firing rate", "dead", "saturated", "+1 events", "-1 events"], rows))
+    out += ["", "## Constants and their sources", ""]
+    for n, b in P.items():
+        out += [f"### `{n}`: {b['title']}", ""]
+        rows = [[c, _fmt(k["pj"]), k["unit"], k["how"], k["confidence"], k["source"], k["note"]]
+                for c, k in b["constants"].items()]
+        out.append(_table(["class", "value", "unit", "how", "confidence", "source", "note"], rows))
+        bits = ", ".join(f"{k} {v}" for k, v in b["precision_bits"].items())
+        out += ["", f"Bit widths: {bits}. File: `{b['source_file']}`."]
+        out += [f"- {x}" for x in b["notes"]] + [""]
+    out += ["## Assumptions", ""] + [f"- {a}" for a in rep["assumptions"]] + [""]
+    out += ["## Files", "", "`report.json` (all numbers), `layers.csv`, `channels.csv`, `timeline.csv`, "
+            "`firing_rate.png`, `energy_breakdown.png`, `ac_vs_mac.png`, `energy_vs_context.png`.", ""]
+    return "\n".join(out)
+
+
+# -- tables ---------------------------------------------------------------------------------
+def _write_tables(rep: dict[str, Any], act: ActivityProfile | None, d: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rep["layers"]).to_csv(d / "layers.csv", index=False)
+    if act is None:
+        return
+    rows = []
+    for n, p in act.populations.items():
+        for c in range(p.n):
+            rows.append({"population": n, "channel": c, "events": int(p.events[c]), "positive": int(p.positive[c]),
+                         "negative": int(p.negative[c]), "firing_rate": p.events[c] / max(1, p.tokens)})
+    pd.DataFrame(rows).to_csv(d / "channels.csv", index=False)
+    tl = pd.DataFrame({n: p.timeline for n, p in act.populations.items()})
+    tl.index.name = "token"
+    tl.to_csv(d / "timeline.csv")
+
+
+# -- plots ------------------------------------------------------------------------------------
+def _plots(rep: dict[str, Any], d: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    P, act = rep["profiles"], rep["activity"]
+    # firing rate per population
+    names = list(act["populations"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.6))
+    ax.bar(range(len(names)), [act["populations"][n]["firing_rate"] for n in names], color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("events per neuron per token")
+    ax.set_title("Firing rate per population")
+    fig.tight_layout()
+    fig.savefig(d / "firing_rate.png", dpi=120)
+    plt.close(fig)
+    # energy breakdown per target (shares, total labelled)
+    groups = list(GROUP_LABELS)
+    profs = list(P)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(profs)) + 2.5, 4))
+    bottom = np.zeros(len(profs))
+    for g in groups:
+        vals = np.array([P[p]["student"]["groups_pj"][g] / max(1e-30, P[p]["student"]["energy_pj_per_token"]) for p in profs])
+        ax.bar(profs, vals, bottom=bottom, label=GROUP_LABELS[g])
+        bottom += vals
+    for i, p in enumerate(profs):
+        ax.text(i, 1.01, _pj(P[p]["student"]["energy_pj_per_token"]), ha="center", fontsize=8)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("share of student energy per token")
+    ax.set_title("Student energy breakdown per target (total per token on top)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(d / "energy_breakdown.png", dpi=120)
+    plt.close(fig)
+    # AC vs MAC per layer (event-driven counts from the first event-driven profile, else the baseline)
+    ref = next((p for p in profs if P[p]["event_driven"]), rep["baseline"])
+    rows = [r for r in rep["layers"] if r["profile"] == ref]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows)), 3.6))
+    ax.bar(x - 0.2, [r["count_ac"] for r in rows], 0.4, label="ACs")
+    ax.bar(x + 0.2, [r["count_mac"] for r in rows], 0.4, label="MACs")
+    ax.set_xticks(x, [r["layer"] for r in rows])
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(0, 3 * max([1.0] + [max(r["count_ac"], r["count_mac"]) for r in rows]))
+    ax.set_ylabel("operations per token")
+    ax.set_title(f"ACs vs MACs per layer ({ref} counting)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(d / "ac_vs_mac.png", dpi=120)
+    plt.close(fig)
+    _plot_context(rep, d, plt)
+
+
+def _plot_context(rep: dict[str, Any], d: Path, plt) -> None:
+    """Teacher energy per token vs context (from its shape) and the flat student line."""
+    P = rep["profiles"]
+    from goose_neuro.energy.estimate import energy_by_class, total
+    from goose_neuro.energy.estimate import Price
+
+    shape = GPT2Shape(**{k: v for k, v in rep["teacher"]["shapes"][rep["teacher"]["name"]].items() if k != "params"})
+    Ls = np.unique(np.geomspace(1, max(rep["contexts"] + [1024]), 40).astype(int))
+    fig, ax = plt.subplots(figsize=(9, 4.4))
+    for i, (n, b) in enumerate(P.items()):
+        prices = {c: Price(c, k["pj"], k["how"], k["source"], k["confidence"]) for c, k in b["constants"].items()}
+        wb, ab = b["precision_bits"]["weight_bits_dense"], b["precision_bits"]["activation_bits"]
+        ys = [total(energy_by_class(teacher_cost(shape, int(L), wb, ab).counts, prices)) for L in Ls]
+        color = f"C{i % 10}"
+        ax.plot(Ls, ys, color=color, label=f"teacher on {n}")
+        ax.axhline(b["student"]["energy_pj_per_token"], color=color, ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens attended)")
+    ax.set_ylabel("energy per token (pJ)")
+    ax.set_title("Energy per token vs context: teacher (solid), student (dashed)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(d / "energy_vs_context.png", dpi=120)
+    plt.close(fig)
+
+
+def _json_safe(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return f if math.isfinite(f) else None
+    return o
+
+
+def write_report(rep: dict[str, Any], out_dir: str | os.PathLike, act: ActivityProfile | None = None,
+                 plots: bool = True) -> Path:
+    """Write the report directory atomically; returns its path."""
+    check_writable_dir(out_dir)
+    with atomic_dir(out_dir) as d:
+        (d / "report.json").write_text(json.dumps(_json_safe(rep), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        (d / "report.md").write_text(render_markdown(rep), encoding="utf-8")
+        _write_tables(rep, act, d)
+        if plots:
+            _plots(rep, d)
+    return Path(out_dir)

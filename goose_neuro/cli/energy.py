@@ -1,0 +1,74 @@
+"""goose-energy: activity profile, operation counts and energy per token of a checkpoint.
+
+    goose-energy --checkpoint DIR --text FILE [--tokens N] --profile loihi2 [--profile ...]
+                 [--baseline cmos45-fp32] [--teacher DIR_OR_NAME] -o REPORT/
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from goose_neuro.cli import make_parser, run_cli
+
+PROG = "goose-energy"
+
+
+def _parser():
+    from goose_neuro.energy.profiles import builtin_profiles
+
+    p = make_parser(PROG, "Profile a checkpoint's spiking activity on real text and estimate its energy per "
+                          "token on hardware profiles, against a GPT-2-style teacher.")
+    p.add_argument("--checkpoint", required=True, help="student checkpoint directory")
+    p.add_argument("--text", required=True, help="UTF-8 text file to profile on")
+    p.add_argument("--tokens", type=int, default=2048, help="number of tokens to profile")
+    p.add_argument("--profile", action="append", default=None, metavar="NAME_OR_YAML",
+                   help=f"hardware profile, repeatable (built-in: {', '.join(builtin_profiles())}; or a .yaml path)")
+    p.add_argument("--baseline", default="cmos45-fp32", help="profile the teacher comparison is made on")
+    p.add_argument("--teacher", default=None, help="teacher: HF model directory (its config.json) or gpt2-124m")
+    p.add_argument("--contexts", default="128,512,1024", help="teacher contexts, comma separated")
+    p.add_argument("--label", default="", help="what the checkpoint is, shown in the report (e.g. 'briefly trained')")
+    p.add_argument("-o", "--out", required=True, help="report directory (written atomically)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    import logging
+    import sys
+
+    from goose_neuro.energy.api import energy_report
+    from goose_neuro.errors import GooseError
+    from goose_neuro.fileio import check_writable_dir
+
+    args = _parser().parse_args(argv)
+    if args.tokens < 1:
+        raise GooseError(f"--tokens must be >= 1, got {args.tokens}")
+    try:
+        contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
+    except ValueError:
+        raise GooseError(f"--contexts must be comma-separated integers, got {args.contexts!r}") from None
+    if not contexts or min(contexts) < 1:
+        raise GooseError("--contexts needs at least one positive integer")
+    check_writable_dir(args.out)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rep = energy_report(args.checkpoint, args.text, args.tokens, args.profile or ["loihi2"], args.baseline,
+                        args.teacher, contexts, args.out, progress=not args.no_progress, plots=not args.no_plots,
+                        label=args.label)
+    L = "512" if "512" in rep["comparison"] else str(contexts[0])
+    for n, b in rep["profiles"].items():
+        sys.stdout.write(f"{n:16s} student {b['student']['energy_pj_per_token']:.4g} pJ/token, "
+                         f"teacher@{L} {b['teacher'][L]['energy_pj_per_token']:.4g} pJ/token, "
+                         f"ratio {b['student_over_teacher'][L]:.3g} (vs teacher on {rep['baseline']}: "
+                         f"{rep['comparison'][L][n]:.3g})\n")
+    a = rep["activity"]
+    sys.stdout.write(f"sparsity {a['activation_sparsity']:.4f}, {a['tokens_per_s']:.0f} tokens/s; report in {args.out}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(PROG, _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

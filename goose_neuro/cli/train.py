@@ -1,0 +1,186 @@
+"""goose-train: distil an ASNN-Goose student from a Hugging Face causal LM.
+
+Example::
+
+    goose-train --teacher ../shared/teachers/wp-gpt2-4L256 --data train.txt --preset small \\
+        --steps 2000 --out runs/wp --ctkd --pocl
+
+When it ends, ``runs/wp`` is itself a checkpoint directory (the final model, the
+teacher's tokenizer files and a ``tokenizer`` reference to the teacher);
+intermediate checkpoints with training state are under ``runs/wp/checkpoints/``.
+Launch with ``torchrun --nproc_per_node N -m goose_neuro.cli.train ...`` for data
+parallel training (``--batch-size`` stays the global batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from goose_neuro.cli import make_parser, run_cli
+from goose_neuro.errors import ConfigError
+
+PROG = "goose-train"
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
+    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=False, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from goose_neuro.trainer import TrainConfig
+
+    d = TrainConfig()
+    p = make_parser(PROG, "Distil a spiking ASNN-Goose student from a Hugging Face causal LM teacher.")
+    g = p.add_argument_group("run")
+    g.add_argument("--teacher", required=True, help="teacher: Hugging Face hub name or local model directory")
+    g.add_argument("--data", required=True, help="training text: file, directory, or hf:DATASET (needs `datasets`)")
+    g.add_argument("--val-data", default=None, help="validation text (default: the last --val-fraction of --data)")
+    g.add_argument("--val-fraction", type=float, default=0.05, help="share of --data held out for validation")
+    g.add_argument("--out", required=True, help="run directory (becomes the final checkpoint directory)")
+    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    g.add_argument("--preset", default="small", help="student preset: tiny, small or gpt2-50m")
+    g.add_argument("--spike-mode", default=None, choices=["ternary", "binary", "none"],
+                   help="override the preset's spike mode (none = dense ablation)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--cache-dir", default=None, help="token and teacher-logit cache (default ~/.cache/goose-neuro)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is often fastest for small students on CPU)")
+    g.add_argument("--stop-after", type=int, default=None, help="stop after this many steps of this invocation")
+    g.add_argument("--log-level", default="WARNING", help="Python logging level")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
+    o.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (windows per step)")
+    o.add_argument("--seq-len", type=int, default=d.seq_len, help="window length T in tokens")
+    o.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step")
+    o.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
+    o.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay on matrices")
+    o.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps before the cosine decay")
+    o.add_argument("--min-lr-frac", type=float, default=d.min_lr_frac, help="final LR as a fraction of --lr")
+    o.add_argument("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip")
+    o.add_argument("--seed", type=int, default=d.seed, help="seed for initialisation and data windows")
+    o.add_argument("--max-windows", type=int, default=None, help="cap on the training window pool")
+    o.add_argument("--max-bad-steps", type=int, default=d.max_bad_steps,
+                   help="stop after this many non-finite steps in a row")
+    k = p.add_argument_group("distillation")
+    _bool_flag(k, "ce-only", "train on next-token cross-entropy only (no teacher in the loss)")
+    k.add_argument("--alpha", type=float, default=d.alpha, help="KD weight: alpha*KD + (1-alpha)*CE")
+    k.add_argument("--kl", default=d.kl, choices=["forward", "reverse", "mixed"], help="KL direction")
+    k.add_argument("--kl-mix", type=float, default=d.kl_mix, help="forward share of the mixed KL")
+    k.add_argument("--temperature", type=float, default=d.temperature,
+                   help="fixed KD temperature; CTKD's initial value and anchor")
+    _bool_flag(k, "ctkd", "learn the temperature adversarially (CTKD, arXiv 2211.16231)")
+    k.add_argument("--tau-min", type=float, default=d.tau_min, help="CTKD lower temperature bound")
+    k.add_argument("--tau-max", type=float, default=d.tau_max, help="CTKD upper temperature bound")
+    k.add_argument("--temp-lr", type=float, default=d.temp_lr, help="CTKD temperature learning rate")
+    k.add_argument("--ctkd-warmup", type=float, default=d.ctkd_warmup, help="share of steps with lambda = 0")
+    k.add_argument("--lambda-max", type=float, default=d.lambda_max, help="final gradient-reversal strength")
+    k.add_argument("--temp-reg", type=float, default=d.temp_reg, help="anchor regulariser weight (0 = off)")
+    _bool_flag(k, "adakd", "token-adaptive temperature (lower on hard tokens)")
+    k.add_argument("--adakd-spread", type=float, default=d.adakd_spread, help="AdaKD tau range factor")
+    _bool_flag(k, "pocl", "progressive curriculum stages (POCL, arXiv 2506.05695)")
+    k.add_argument("--pocl-fractions", default=d.pocl_fractions, help="data share per stage (easy first)")
+    k.add_argument("--pocl-taus", default=d.pocl_taus, help="temperature per stage")
+    k.add_argument("--pocl-alphas", default=d.pocl_alphas, help="KD weight per stage")
+    k.add_argument("--pocl-ends", default=d.pocl_ends, help="stage ends as step fractions")
+    k.add_argument("--pocl-transition", default=d.pocl_transition, choices=["steps", "plateau"],
+                   help="advance stages by step fraction or validation plateau")
+    k.add_argument("--pocl-patience", type=int, default=d.pocl_patience, help="evaluations without gain")
+    k.add_argument("--align-weight", type=float, default=d.align_weight, help="hidden alignment weight (0 = off)")
+    k.add_argument("--align-map", default=d.align_map, choices=["uniform", "last"], help="layer mapping")
+    k.add_argument("--align-loss", default=d.align_loss, choices=["mse", "cosine", "cka"],
+                   help="alignment loss (cka is projector-free)")
+    _bool_flag(k, "teacher-cache", "precompute top-k teacher logits to disk; train without the teacher")
+    k.add_argument("--cache-topk", type=int, default=d.cache_topk, help="teacher logits kept per token")
+    e = p.add_argument_group("evaluation and checkpoints")
+    e.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate every N steps")
+    e.add_argument("--eval-windows", type=int, default=d.eval_windows, help="validation windows per evaluation")
+    e.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="checkpoint every N steps")
+    e.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help="checkpoints kept")
+    return p
+
+
+def _train_config(a: argparse.Namespace):
+    from goose_neuro.trainer import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{n: getattr(a, n) for n in names if hasattr(a, n)})
+
+
+def set_threads(n: int | None) -> None:
+    if n is None:
+        return
+    if n < 1:
+        raise ConfigError(f"--threads must be >= 1 (got {n})")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but CUDA is not available")
+    return dev
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(a.log_level).upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+    from goose_neuro.config import preset
+    from goose_neuro.data import default_cache_dir, split_tokens, tokenize_source
+    from goose_neuro.fileio import check_writable_dir
+    from goose_neuro.teacher import load_teacher
+    from goose_neuro.trainer import Trainer, setup_distributed
+
+    cfg = _train_config(a)
+    set_threads(a.threads)
+    dev = pick_device(a.device)
+    dist = setup_distributed(dev)
+    if dev.type == "cuda" and dist.world > 1:
+        import torch
+
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    out = check_writable_dir(a.out)
+    teacher = load_teacher(a.teacher, device=dev)
+    overrides = {"vocab_size": teacher.vocab_size}
+    if a.spike_mode:
+        overrides["spike_mode"] = a.spike_mode
+    mcfg = preset(a.preset, **overrides)
+    cache = a.cache_dir or default_cache_dir()
+    ids = tokenize_source(a.data, teacher.tokenizer, cache)
+    if a.val_data:
+        train_ids, val_ids = ids, tokenize_source(a.val_data, teacher.tokenizer, cache)
+    else:
+        train_ids, val_ids = split_tokens(ids, a.val_fraction)
+    tr = Trainer(mcfg, cfg, teacher, train_ids, val_ids, out, cache, device=dev, dist=dist)
+    summary = tr.train(resume=a.resume, stop_after=a.stop_after)
+    if dist.main:
+        keep = ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "train_tokens_per_s", "skipped")
+        sys.stdout.write(json.dumps({k: summary.get(k) for k in keep}) + "\n")
+    if dist.world > 1:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(PROG, _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

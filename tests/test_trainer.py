@@ -1,0 +1,186 @@
+"""Trainer and CLI: checkpoints, exact resume, NaN guard, teacher cache, goose-train / goose-eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from goose_neuro import losses  # noqa: E402
+from goose_neuro.checkpoint import load_checkpoint  # noqa: E402
+from goose_neuro.cli.evaluate import main as eval_main  # noqa: E402
+from goose_neuro.cli.train import main as train_main  # noqa: E402
+from goose_neuro.config import preset  # noqa: E402
+from goose_neuro.data import split_tokens, tokenize_source  # noqa: E402
+from goose_neuro.errors import TeacherError  # noqa: E402
+from goose_neuro.teacher import load_teacher, make_tiny_teacher  # noqa: E402
+from goose_neuro.trainer import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
+
+
+def corpus(n: int = 300, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
+    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    torch.set_num_threads(1)  # this tiny, loop-bound model runs fastest on one thread
+    root = tmp_path_factory.mktemp("distill")
+    tdir = make_tiny_teacher(root / "teacher", corpus(), vocab_size=120, n_positions=32)
+    (root / "text.txt").write_text(corpus())
+    teacher = load_teacher(tdir)
+    ids = tokenize_source(root / "text.txt", teacher.tokenizer, root / "cache")
+    return {"root": root, "tdir": tdir, "teacher": teacher, "ids": ids}
+
+
+def make(env, out: Path, **kw) -> Trainer:
+    base = dict(steps=6, batch_size=4, seq_len=12, warmup=2, eval_every=3, ckpt_every=3, eval_windows=4,
+                max_windows=64)
+    cfg = TrainConfig(**{**base, **kw})
+    tr_ids, va_ids = split_tokens(env["ids"], 0.1)
+    mcfg = preset("tiny", vocab_size=env["teacher"].vocab_size)
+    return Trainer(mcfg, cfg, env["teacher"], tr_ids, va_ids, out, env["root"] / "cache")
+
+
+def train_losses(out: Path) -> list[float]:
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in recs if r.get("kind") != "eval"]
+
+
+def test_exact_resume_reproduces_uninterrupted_losses(env, tmp_path):
+    kw = dict(ctkd=True, pocl=True, adakd=True, align_weight=0.1)
+    full = make(env, tmp_path / "a", **kw)
+    full.train()
+    ref = train_losses(tmp_path / "a")
+    part = make(env, tmp_path / "b", **kw)
+    part.train(stop_after=3)
+    assert latest_checkpoint(tmp_path / "b").name == "step_0000003"
+    assert not (tmp_path / "b" / "config.json").exists()  # not finished: no final checkpoint yet
+    resumed = make(env, tmp_path / "b", **kw)
+    resumed.train(resume=True)
+    assert len(ref) == 6 and train_losses(tmp_path / "b") == ref  # bit-identical on CPU
+    assert resumed.temp.value == full.temp.value
+    # training state holds no pickle: only safetensors and JSON
+    st = sorted(p.name for p in (latest_checkpoint(tmp_path / "b") / "training_state").iterdir())
+    assert st == ["state.json", "state.safetensors"]
+
+
+def test_grad_accumulation_matches_full_batch(env, tmp_path):
+    make(env, tmp_path / "a", steps=3, ckpt_every=10, eval_every=10).train()
+    make(env, tmp_path / "b", steps=3, ckpt_every=10, eval_every=10, grad_accum=2).train()
+    a, b = train_losses(tmp_path / "a"), train_losses(tmp_path / "b")
+    assert b == pytest.approx(a, rel=1e-5) and a[0] != a[-1]
+
+
+def test_stop_after_saves_a_resumable_checkpoint(env, tmp_path):
+    make(env, tmp_path / "s", ckpt_every=10, eval_every=10, ce_only=True).train(stop_after=2)
+    assert latest_checkpoint(tmp_path / "s").name == "step_0000002"
+    tr = make(env, tmp_path / "s", ckpt_every=10, eval_every=10, ce_only=True)
+    assert tr.resume() and tr.step == 2
+
+
+def test_logged_terms_and_pocl_stage(env, tmp_path):
+    make(env, tmp_path / "r", ctkd=True, pocl=True, align_weight=0.1).train()
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r.get("kind") != "eval"]
+    assert {"kd", "ce", "align", "tau", "tau_reg", "lambda", "stage", "lr", "tokens_per_s"} <= set(train[0])
+    assert [r["stage"] for r in train] == [0, 0, 0, 1, 1, 2]  # stage ends at 40% and 70% of 6 steps
+    assert all(1.0 <= r["tau"] <= 5.0 for r in train)
+    ev = [r for r in recs if r.get("kind") == "eval"]
+    assert [r["step"] for r in ev] == [3, 6]
+    assert ev[-1]["teacher_ppl"] == ev[0]["teacher_ppl"] and ev[-1]["student_ppl"] > 1
+    assert set(ev[-1]["spike_rates"]) == {"L0", "L1"} and 0 < ev[-1]["spike_sparsity"] < 1
+
+
+def test_nan_guard_skips_then_stops(env, tmp_path, monkeypatch):
+    real = losses.ce_loss
+    calls = {"n": 0}
+
+    def flaky(logits, y):
+        calls["n"] += 1
+        v = real(logits, y)
+        return v * float("nan") if calls["n"] == 2 else v
+
+    monkeypatch.setattr(losses, "ce_loss", flaky)
+    tr = make(env, tmp_path / "n", ce_only=True, eval_every=100, ckpt_every=100)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    rec0 = tr.train_step()
+    rec1 = tr.train_step()  # NaN: skipped
+    assert not rec0["skipped"] and rec1["skipped"] and rec1["skipped_total"] == 1
+    assert any(not torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    monkeypatch.setattr(losses, "ce_loss", lambda logits, y: real(logits, y) * float("nan"))
+    tr2 = make(env, tmp_path / "m", ce_only=True, max_bad_steps=3, eval_every=100, ckpt_every=100)
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
+        tr2.train()
+
+
+def test_teacher_cache_trains_without_running_teacher(env, tmp_path, monkeypatch):
+    tr = make(env, tmp_path / "c", teacher_cache=True, cache_topk=8, eval_every=100, ckpt_every=100)
+    assert tr.tables["values"].shape == (tr.pool.n, 12, 8) and tr.tables["index"].dtype == torch.int32
+    assert tr.tables["tail"].shape == (tr.pool.n, 12, len(losses.TAIL_TAUS))
+
+    def no_teacher(*a, **k):
+        raise AssertionError("teacher ran during training")
+
+    monkeypatch.setattr(tr.teacher, "forward", no_teacher)
+    for _ in range(3):
+        rec = tr.train_step()
+    assert rec["kd"] > 0 and not rec["skipped"]
+
+
+def test_vocab_mismatch_is_a_teacher_error(env, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=2, seq_len=8)
+    with pytest.raises(TeacherError, match="vocab"):
+        Trainer(preset("tiny"), cfg, env["teacher"], env["ids"], env["ids"], tmp_path, tmp_path)
+
+
+def test_cli_train_then_eval(env, tmp_path, capsys):
+    out = tmp_path / "runs" / "t"
+    args = ["--teacher", str(env["tdir"]), "--data", str(env["root"] / "text.txt"), "--preset", "tiny",
+            "--steps", "4", "--batch-size", "2", "--seq-len", "8", "--out", str(out), "--eval-every", "2",
+            "--ckpt-every", "2", "--eval-windows", "2", "--cache-dir", str(tmp_path / "c"), "--ctkd", "--threads", "1"]
+    assert train_main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 4 and summary["student_ppl"] > 1 and summary["teacher_ppl"] > 1
+    model, info = load_checkpoint(out)
+    assert info["tokenizer"] == str(env["tdir"]) and info["meta"]["step"] == 4
+    assert (out / "tokenizer.json").is_file() and sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step_0000002", "step_0000004"]
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(str(out))) == model.cfg.vocab_size  # no teacher needed
+    assert eval_main(["--checkpoint", str(out), "--data", str(env["root"] / "text.txt"), "--teacher",
+                      str(env["tdir"]), "--seq-len", "8", "--windows", "3", "--json",
+                      "--cache-dir", str(tmp_path / "c")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"student_ppl", "teacher_ppl", "tokens", "spike_sparsity", "tokens_per_s"} <= set(res)
+    assert res["tokens"] == 24 and res["teacher_ppl"] == pytest.approx(summary["teacher_ppl"], rel=0.5)
+    assert eval_main(["--checkpoint", str(out), "--data", str(env["root"] / "text.txt"), "--seq-len", "8",
+                      "--windows", "2", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert "student ppl" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line_exit_2(env, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--teacher", "x"])
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    base = ["--teacher", str(env["tdir"]), "--preset", "tiny", "--out", str(tmp_path / "o"), "--steps", "1",
+            "--cache-dir", str(tmp_path / "c")]
+    assert train_main(base + ["--data", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+    assert train_main(base + ["--data", str(env["root"] / "text.txt"), "--seq-len", "64"]) == 2
+    assert "context" in capsys.readouterr().err
+    assert train_main(["--teacher", str(tmp_path / "nope"), "--data", "x", "--out", str(tmp_path / "o")]) == 2
+    assert eval_main(["--checkpoint", str(tmp_path / "none"), "--data", "x"]) == 2
+    with pytest.raises(SystemExit) as e:
+        train_main(base + ["--data", "x", "--kl", "sideways"])
+    assert e.value.code == 2
