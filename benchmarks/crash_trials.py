@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=150, help="steps of the run (enough for every trial)")
     ap.add_argument("--ckpt-every", type=int, default=1)
     ap.add_argument("--write-share", type=float, default=0.75, help="share of kills aimed at checkpoint writes")
-    ap.add_argument("--max-delay-ms", type=float, default=40.0, help="kill this long (at most) into a write")
+    ap.add_argument("--max-delay-ms", type=float, default=15.0, help="kill this long (at most) into a write")
     ap.add_argument("--let-pass", type=int, default=3, help="aimed kills: let up to this many writes finish first")
     ap.add_argument("--random-window", type=float, default=1.0,
                     help="random-time kills: seconds after the first checkpoint write of the trial")

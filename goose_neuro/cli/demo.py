@@ -86,6 +86,7 @@ class Plan:
     threads: int
     teacher_card: dict[str, Any] = field(default_factory=dict)
     eval_file: str = ""  # UTF-8 text for the checks and the energy profile
+    cache_dir: str = ""  # token and teacher-logit cache of goose-train (the demo teacher's cache root)
 
     @property
     def student(self) -> Path:
@@ -136,7 +137,7 @@ def make_plan(a) -> Plan:
     sizes = dict(steps=a.steps or (30 if quick else 300), preset=a.preset or ("tiny" if quick else "small"),
                  batch_size=8, seq_len=64, eval_every=10 if quick else 100, check_tokens=128 if quick else 512,
                  gen_tokens=8 if quick else 32, energy_tokens=256 if quick else 2048,
-                 lava_tokens=8 if quick else 16, threads=threads)
+                 lava_tokens=8 if quick else 16, threads=threads, cache_dir=str(dt.cache_root()))
     if a.teacher is not None and a.data is None:
         raise DataError("--teacher needs --data (the text to distil on), e.g. --data hf:wikitext:wikitext-2-raw-v1")
     if a.teacher is None:
@@ -232,6 +233,8 @@ def _train_argv(plan: Plan) -> list[str]:
     if plan.val_text:
         argv += ["--val-data", plan.val_text]
     argv += ["--threads", str(plan.threads)]
+    if plan.cache_dir:
+        argv += ["--cache-dir", plan.cache_dir]
     return argv
 
 
