@@ -36,7 +36,8 @@ HF_PREFIX = "hf:"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("GOOSE_CACHE", Path.home() / ".cache" / "goose-neuro"))
+    env = os.environ.get("GOOSE_NEURO_CACHE") or os.environ.get("GOOSE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "goose-neuro"
 
 
 # -- reading ----------------------------------------------------------------------

@@ -75,8 +75,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
                                                   "export loihi2", "check lava", "energy"]
     for name in ("teacher", "train", "export onnx", "check onnx", "export loihi2", "energy"):
         assert status[name] == demo.OK, (name, s["stages"])
-    assert status["check lava"] in (demo.OK, demo.SKIPPED, demo.FAILED)  # a 4-step student may flip argmaxes
-    assert rc == (1 if demo.FAILED in status.values() else 0)
+    # Lava must equal the integer reference exactly (else FAILED); a 4-step student may still miss the
+    # integer-vs-float agreement target, which the demo reports as "below target" without failing.
+    assert status["check lava"] in (demo.OK, demo.BELOW, demo.SKIPPED)
+    assert rc == 0
     assert (out / "energy" / "report.md").is_file() and list((out / "energy").glob("*.png"))
     printed = capsys.readouterr().out
     assert f"report: {out / 'energy' / 'report.md'}" in printed and "goose-demo summary" in printed

@@ -42,6 +42,9 @@ PROG = "goose-demo"
 log = logging.getLogger(__name__)
 
 OK, FAILED, SKIPPED, NA = "ok", "FAILED", "skipped", "not available"
+# A check whose correctness part passed (Lava equals the integer reference bit for bit) but whose
+# quality target (integer vs float agreement) was missed: reported, but not a broken pipeline.
+BELOW = "below target"
 
 
 class Unavailable(Exception):
@@ -309,9 +312,14 @@ def stage_check_onnx(plan: Plan, st: Stage) -> None:
     st.result = (f"{rep['eval_tokens']} tokens: max|dlogit| {rep['max_abs_logit_diff']:.2g}, argmax "
                  f"{rep['argmax_agreement']:.2%}, ppl {rep['ppl_torch']:.2f}/{rep['ppl_onnx']:.2f}, greedy "
                  f"{'same' if rep['greedy_identical'] else 'differs'}; ORT {rep['onnx_tokens_per_s']:.0f} tok/s")
-    if not rep["passed"]:
+    if rep["passed"]:
+        st.status = OK
+        return
+    exact = rep["checks"].get("lava_spikes_identical") and rep["checks"].get("lava_logits_identical")
+    if not exact:
         raise CheckFailed(chk.failure_line(rep) + " -- " + st.result)
-    st.status = OK
+    st.status = BELOW  # Lava runs the exported graph exactly; the fixed-point model misses a quality target
+    st.result = chk.failure_line(rep) + " -- " + st.result
 
 
 def stage_check_lava(plan: Plan, st: Stage) -> None:
@@ -337,9 +345,14 @@ def stage_check_lava(plan: Plan, st: Stage) -> None:
                  f"the integer reference, logits {'identical' if lv['logits_identical'] else 'differ'}")
     if f:
         st.result += f"; int vs float argmax {f['argmax_agreement']:.2%} over {f['eval_tokens']} tokens"
-    if not rep["passed"]:
+    if rep["passed"]:
+        st.status = OK
+        return
+    exact = rep["checks"].get("lava_spikes_identical") and rep["checks"].get("lava_logits_identical")
+    if not exact:
         raise CheckFailed(chk.failure_line(rep) + " -- " + st.result)
-    st.status = OK
+    st.status = BELOW  # Lava runs the exported graph exactly; the fixed-point model misses a quality target
+    st.result = chk.failure_line(rep) + " -- " + st.result
 
 
 def _jsonable(x: Any) -> Any:
