@@ -14,7 +14,6 @@ in :data:`REPORT_KEYS`).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from goose_neuro.energy.activity import ActivityProfile, load_tokenizer, profile_text

@@ -29,7 +29,6 @@ Run alone: ``python -m goose_neuro.demo_teacher [--dir DIR] [--budget S] [--forc
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import json
 import math
@@ -47,6 +46,7 @@ from torch import Tensor
 
 from goose_neuro.errors import TeacherError
 from goose_neuro.fileio import atomic_dir, atomic_write_json, atomic_write_text
+from goose_neuro.teacher import quiet_transformers
 
 LABEL = "demo teacher"
 NAME = "goose-neuro demo teacher v1"
@@ -375,20 +375,6 @@ def _card(spec: DemoTeacherSpec, n_files: int, n_docs: int, train: str, val: str
     }
 
 
-@contextlib.contextmanager
-def _quiet_hf() -> Iterator[None]:
-    """No transformers progress bars while saving (the demo prints its own lines)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def build_demo_teacher(directory: str | os.PathLike | None = None, spec: DemoTeacherSpec = DemoTeacherSpec(),
                        log: Log | None = None) -> Path:
     """Build the demo teacher into ``directory`` (atomically; replaces what is there). Returns it."""
@@ -412,7 +398,7 @@ def build_demo_teacher(directory: str | os.PathLike | None = None, spec: DemoTea
     _say(log, f"validation perplexity: trained {ppl['val_trained']:.1f}, unigram {ppl['val_unigram']:.1f}, "
               f"same network untrained {ppl['val_random_init']:.1f}")
     n_params = sum(p.numel() for p in model.parameters())
-    with atomic_dir(d) as tmp, _quiet_hf():
+    with atomic_dir(d) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_text(tmp / TRAIN_FILE, train)

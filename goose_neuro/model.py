@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from goose_neuro.config import ModelConfig

@@ -78,7 +78,7 @@ def _config_int(cfg: Any, *names: str) -> int | None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Hide transformers' weight-loading progress bar (our CLIs keep stderr for errors)."""
     from transformers.utils import logging as hf_logging
 
@@ -111,7 +111,7 @@ def load_teacher(name_or_dir: str | os.PathLike, device: str | torch.device = "c
                            f"{str(e).splitlines()[0] if str(e) else ''}); pass a local model directory "
                            f"or a hub name that is cached or reachable") from None
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(name)
     except Exception as e:
         raise TeacherError(f"cannot load teacher model {name!r} as a causal LM ({type(e).__name__}: "
