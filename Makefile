@@ -27,6 +27,7 @@ lava-env:
 	$(PYTHON) scripts/make_lava_env.py --venv $(LAVA_VENV)
 
 demo: $(STAMP)
+	-$(PYTHON) scripts/make_lava_env.py --venv $(LAVA_VENV) --if-possible
 	$(VENV)/bin/goose-demo
 
 test: $(STAMP)
