@@ -103,13 +103,6 @@ def compare_lava(package: str | os.PathLike, tokens: np.ndarray, python: Path | 
             "wall_s": wall}
 
 
-def _ppl(logits: np.ndarray, targets: np.ndarray) -> float:
-    z = logits.astype(np.float64)
-    z -= z.max(-1, keepdims=True)
-    lse = np.log(np.exp(z).sum(-1))
-    return float(np.exp(np.mean(lse - z[np.arange(len(targets)), targets])))
-
-
 def text_tokens(text_file: str | os.PathLike, checkpoint: str | os.PathLike, vocab: int, n: int) -> np.ndarray:
     """First ``n`` token ids of ``text_file`` with the checkpoint's tokenizer."""
     from goose_neuro.export.onnx_check import read_text
@@ -131,6 +124,7 @@ def compare_float(package: str | os.PathLike, checkpoint: str | os.PathLike, ids
 
     from goose_neuro.checkpoint import load_checkpoint
     from goose_neuro.export.loihi import load_int_model
+    from goose_neuro.export.onnx_check import perplexity
 
     model, info = load_checkpoint(checkpoint)
     model.freeze_ternary()
@@ -143,7 +137,7 @@ def compare_float(package: str | os.PathLike, checkpoint: str | os.PathLike, ids
     t0 = time.perf_counter()
     got = im.run(x, record=False)["logits"].astype(np.float64) / 65536.0
     dt = time.perf_counter() - t0
-    ppl_f, ppl_i = _ppl(ref, y), _ppl(got, y)
+    ppl_f, ppl_i = perplexity(ref, y), perplexity(got, y)
     return {"eval_tokens": int(len(y)), "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
             "ppl_float": ppl_f, "ppl_int": ppl_i, "ppl_rel_diff": abs(ppl_i - ppl_f) / ppl_f,
             "max_abs_logit_diff": float(np.abs(got - ref).max()),

@@ -46,8 +46,8 @@ def read_text(path: str | os.PathLike) -> str:
     return text
 
 
-def _ppl(logits: np.ndarray, targets: np.ndarray) -> float:
-    """exp(mean CE). logits (T, V) float32, targets (T,)."""
+def perplexity(logits: np.ndarray, targets: np.ndarray) -> float:
+    """exp(mean CE). logits (T, V), targets (T,); computed in float64."""
     z = logits.astype(np.float64)
     z -= z.max(-1, keepdims=True)
     lse = np.log(np.exp(z).sum(-1))
@@ -108,7 +108,7 @@ def check_onnx(onnx_dir: str | os.PathLike, checkpoint: str | os.PathLike, text_
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)[None])[0][0].float().numpy()  # (T, V)
     got = step.run(x[None])[0][0]  # (T, V), one step per token
-    ppl_t, ppl_o = _ppl(ref, y), _ppl(got, y)
+    ppl_t, ppl_o = perplexity(ref, y), perplexity(got, y)
     prompt = ids[: max(1, min(prompt_tokens, len(ids)))]
     gen_t, tps_t = _torch_greedy(model, prompt, gen_tokens)
     gen_o, tps_o = _onnx_greedy(step, prompt, gen_tokens)
@@ -126,7 +126,7 @@ def check_onnx(onnx_dir: str | os.PathLike, checkpoint: str | os.PathLike, text_
     if step.side.get("prefill"):
         pre = step.prefill(x[None])[0][0]
         rep["prefill_max_abs_logit_diff"] = float(np.abs(pre - ref).max())
-        rep["ppl_prefill"] = _ppl(pre, y)
+        rep["ppl_prefill"] = perplexity(pre, y)
     rep["checks"] = {
         "perplexity": rep["ppl_rel_diff"] < ppl_rtol,
         "argmax": rep["argmax_agreement"] >= min_argmax_agreement,
