@@ -27,6 +27,22 @@ def make_parser(prog: str, description: str) -> OneLineParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+def finish_check(prog: str, rep: dict, as_json: bool, show: Callable[[dict], None],
+                 failure_line: Callable[[dict], str]) -> int:
+    """Shared ending of the ``goose-check`` subcommands: print the report (one JSON object with
+    ``--json``, else ``show``), then exit 0 when it passed or 1 with the failing numbers."""
+    import json
+
+    if as_json:
+        sys.stdout.write(json.dumps(rep, sort_keys=True, default=str) + "\n")
+    else:
+        show(rep)
+    if not rep["passed"]:
+        sys.stderr.write(f"{prog}: FAILED: {failure_line(rep)}\n")
+        return 1
+    return 0
+
+
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``body(argv)``; turn user errors into one stderr line and exit code 2."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

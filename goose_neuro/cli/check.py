@@ -10,11 +10,10 @@ stderr names the failing numbers); 2 bad input (one line on stderr).
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from typing import Sequence
 
-from goose_neuro.cli import make_parser, run_cli
+from goose_neuro.cli import finish_check, make_parser, run_cli
 
 
 def _add_onnx(sub) -> None:
@@ -57,14 +56,7 @@ def _run_onnx(a) -> int:
             raise GooseError(f"--{name.replace('_', '-')} must be >= 1")
     rep = check_onnx(a.onnx_dir, a.checkpoint, a.text, gen_tokens=a.tokens, max_eval_tokens=a.max_eval_tokens,
                      ppl_rtol=a.ppl_rtol, atol=a.atol, threads=a.threads)
-    if a.json:
-        sys.stdout.write(json.dumps(rep, sort_keys=True) + "\n")
-    else:
-        _print_report(rep)
-    if not rep["passed"]:
-        sys.stderr.write(f"goose-check: FAILED: {failure_line(rep)}\n")
-        return 1
-    return 0
+    return finish_check("goose-check", rep, a.json, _print_report, failure_line)
 
 
 def _add_optional(sub) -> None:

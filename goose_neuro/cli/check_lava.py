@@ -8,9 +8,9 @@ environment made by ``make lava-env``) and compares it bit for bit with the inte
 
 from __future__ import annotations
 
-import json
 import sys
 
+from goose_neuro.cli import finish_check
 from goose_neuro.errors import GooseError
 
 
@@ -61,11 +61,4 @@ def run(args) -> int:
     rep = check_lava(args.package, args.checkpoint, args.text, lava_tokens=args.lava_tokens,
                      eval_tokens=args.eval_tokens, min_agreement=args.min_agreement, ppl_rtol=args.ppl_rtol,
                      python=py, timeout=args.timeout)
-    if args.json:
-        sys.stdout.write(json.dumps(rep, sort_keys=True, default=str) + "\n")
-    else:
-        _print(rep)
-    if not rep["passed"]:
-        sys.stderr.write(f"goose-check: FAILED: {failure_line(rep)}\n")
-        return 1
-    return 0
+    return finish_check("goose-check", rep, args.json, _print, failure_line)
