@@ -24,6 +24,7 @@ Usage::
     python benchmarks/distill_quality.py --setting long      # 1000 steps at batch 16: ~17x the tokens
                                                              # (hours on 2 CPU cores)
     python benchmarks/distill_quality.py --runs full,ce_only --seed 1   # a subset, another seed
+    python benchmarks/distill_quality.py --runs full --steps 600 --keep runs/dq  # keep the checkpoint
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -122,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 is fastest for this small, loop-bound model)")
     ap.add_argument("--json-out", default=None, help="also write all figures to this JSON file")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="copy each run's final checkpoint to DIR/<run> (e.g. for benchmarks/loihi_report.py)")
     a = ap.parse_args(argv)
     if not TEACHER.is_dir() or not TRAIN.is_file():
         sys.stderr.write(f"missing {TEACHER} or {TRAIN}\n")
@@ -130,7 +134,6 @@ def main(argv=None) -> int:
 
     from goose_neuro.data import tokenize_source
     from goose_neuro.teacher import load_teacher
-    from goose_neuro.trainer import evaluate
 
     torch.set_num_threads(a.threads)
     setting = dict(SETTINGS[a.setting])
@@ -146,6 +149,10 @@ def main(argv=None) -> int:
         for name in [r.strip() for r in a.runs.split(",") if r.strip()]:
             res[name] = run_one(name, RUNS[name], setting, teacher, train_ids, val_ids, work, cache)
             sys.stderr.write(f"[{name}] val ppl {res[name]['student_ppl']:.1f} in {res[name]['wall_s']:.0f} s\n")
+            if a.keep:
+                dest = Path(a.keep) / name
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(work / name, dest, ignore=shutil.ignore_patterns("checkpoints"))
         teacher_ppl = next(iter(res.values()))["teacher_ppl"]
     text = report(res, a.setting, setting, teacher_ppl)
     print(text)

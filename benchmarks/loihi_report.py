@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/loihi_report.py --checkpoint CKPT --text FILE [--label "..."]
         [--eval-tokens 512] [--lava-tokens 32] [--out DIR]
 
-For each configuration (loihi with on-core CUBA neurons, loihi with host neurons, loihi2): export the package, compare the integer reference with the float
-PyTorch model on the text (next-token argmax agreement, perplexity), run ``--lava-tokens`` tokens in
-Lava (Loihi2SimCfg, fixed point, CPU) against the integer reference (bit-exact check, tokens/s), and
-print the resource estimate. Writes ``loihi_report.json`` and ``loihi_report.md`` into ``--out``.
+For each configuration (Loihi 2; Loihi 1 with host neurons, the default; Loihi 1 with on-core CUBA
+ON/OFF neurons; Loihi 2 with a Q16 integer host): export the package, compare the integer reference
+with the PyTorch model on the text (next-token argmax agreement against the PyTorch model running the
+package's fixed-point neurons where the package allows it, and against the float neurons;
+perplexity), run ``--lava-tokens`` tokens in Lava (Loihi2SimCfg, fixed point, CPU) against the
+integer reference (bit-exact check, tokens/s), and print the resource estimate. Writes
+``loihi_report.json`` and ``loihi_report.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -22,38 +25,46 @@ from goose_neuro.export.lower import lower_checkpoint
 from goose_neuro.fileio import atomic_write_json, atomic_write_text
 
 
-CONFIGS = {"loihi": ("loihi", "core"), "loihi-hostneuron": ("loihi", "host"), "loihi2": ("loihi2", "core")}
+CONFIGS = {"loihi2": ("loihi2", "core", "float64"), "loihi": ("loihi", "host", "float64"),
+           "loihi-coreneuron": ("loihi", "core", "float64"), "loihi2-q16": ("loihi2", "core", "q16")}
+TITLES = {"loihi2": "Loihi 2 (`loihi2`)", "loihi": "Loihi 1, host neurons (`loihi`)",
+          "loihi-coreneuron": "Loihi 1, on-core CUBA ON/OFF (`population=core`)",
+          "loihi2-q16": "Loihi 2, Q16 integer host (`host=q16`)"}
 
 
 def measure(checkpoint: str, text: str, eval_tokens: int, lava_tokens: int, work: Path) -> dict:
     graph, _ = lower_checkpoint(checkpoint)
     out = {}
-    for key, (target, population) in CONFIGS.items():
-        pkg = loihi.export_loihi(graph, work / key, target, population=population)
+    for key, (target, population, host) in CONFIGS.items():
+        pkg = loihi.export_loihi(graph, work / key, target, population=population, host=host)
         man = json.loads((pkg / "manifest.json").read_text())
         ids = lava_check.text_tokens(text, checkpoint, man["model"]["vocab_size"], eval_tokens + 1)
         fl = lava_check.compare_float(pkg, checkpoint, ids)
         lv = lava_check.compare_lava(pkg, ids[:lava_tokens], timeout=1200) if lava_tokens else None
         res = json.loads((pkg / "resources.json").read_text())["summary"]
-        out[key] = {"float": fl, "lava": lv, "resources": res,
-                       "frac_bits": man["chains"][0]["population"]["frac_bits"]}
+        out[key] = {"float": fl, "lava": lv, "resources": res, "host": host,
+                    "frac_bits": man["chains"][0]["population"]["frac_bits"]}
     return out
 
 
 def markdown(rep: dict, label: str) -> str:
-    rows = ["| figure | Loihi, on-core CUBA ON/OFF (`loihi`) | Loihi, host neurons (`loihi`, population=host) "
-            "| Loihi 2 (`loihi2`) |", "| --- | --- | --- | --- |"]
+    rows = ["| figure | " + " | ".join(TITLES[k] for k in CONFIGS) + " |", "| --- " * (len(CONFIGS) + 1) + "|"]
 
     def row(name, f):
         rows.append(f"| {name} | " + " | ".join(f(rep[k]) for k in CONFIGS) + " |")
 
-    row("argmax agreement, integer vs float", lambda r: f"{r['float']['argmax_agreement']:.2%}")
+    row("PyTorch reference neurons", lambda r: "fixed-point" if "spike_mismatches_vs_pytorch" in r["float"] else "float")
+    row("argmax agreement, integer vs PyTorch reference", lambda r: f"{r['float']['argmax_agreement']:.2%}")
+    row("spikes differing, integer vs PyTorch fixed-point", lambda r: "-" if "spike_mismatches_vs_pytorch" not in
+        r["float"] else f"{r['float']['spike_mismatches_vs_pytorch']} of {r['float']['spikes_total']}")
+    row("argmax agreement, integer vs float neurons", lambda r: f"{r['float']['argmax_agreement_float_neurons']:.2%}")
     row("perplexity float / integer", lambda r: f"{r['float']['ppl_float']:.3f} / {r['float']['ppl_int']:.3f}")
     row("perplexity difference", lambda r: f"{r['float']['ppl_rel_diff']:.2%}")
     row("input clamps (all populations)", lambda r: str(sum(r['float']['input_clamps'].values())))
     row("Lava tokens, spikes identical", lambda r: "-" if r["lava"] is None else
         f"{r['lava']['tokens']} tokens, {r['lava']['spike_mismatches']} mismatches of {r['lava']['spikes_total']}")
     row("Lava logits identical", lambda r: "-" if r["lava"] is None else str(r["lava"]["logits_identical"]))
+    row("host number format", lambda r: r["host"])
     row("Lava tokens/s incl. pipeline fill (Loihi2SimCfg, CPU)",
         lambda r: "-" if r["lava"] is None else f"{r['lava']['lava_tokens_per_s']:.2f}")
     row("Lava steps/s (= steady-state tokens/s)",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from goose_neuro.model import forward_pre_hooks
 from goose_neuro.ternary import TernaryLinear
 
 
@@ -41,14 +42,8 @@ def neurobench_synops(model, tokens: torch.Tensor) -> dict[str, float]:
     """Effective_ACs, Effective_MACs, Dense and ActivationSparsity per token for ``tokens`` (1, N)."""
     layers = [m for m in model.modules() if isinstance(m, TernaryLinear) or type(m) is nn.Linear]
     seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append((mod, inp[0].detach().clone())))
-             for m in layers]
-    try:
-        with torch.no_grad():
-            out = model.run(tokens, collect=True)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_pre_hooks(layers, lambda mod, inp: seen.append((mod, inp[0].detach().clone()))), torch.no_grad():
+        out = model.run(tokens, collect=True)
     ac = mac = dense = 0.0
     with torch.no_grad():
         for mod, x in seen:

@@ -8,10 +8,19 @@ the Lava check compares what the neuromorphic cores compute.
 
 Number formats
 --------------
-Host values are int64 fixed point with ``FRAC = 16`` fractional bits (Q16). Every shift is an
-arithmetic (floor) shift; every division is ``np.floor_divide``; every float-derived constant
-(including the exp2 table) is computed once at export time and stored in ``params.npz``. So
-results do not depend on numpy version or CPU.
+The neuromorphic side (populations and synapses) is integer in every package. The host side
+has one of two formats, named by the manifest's ``host_format``:
+
+* ``float64`` (the default): the host ops are IEEE float64 on the host CPU, written as in the
+  float model, and each population input is rounded to its integer mantissa
+  ``x_mant = clamp(round_half_even(x * gain))`` with ``gain = 2^fx / th``. The PyTorch model run
+  in float64 with the same fixed-point neurons (``SpikeLIF.set_fixed_point``) computes the same
+  mantissas, so its spikes match the package's exactly unless a float64 rounding difference
+  lands on a mantissa boundary.
+* ``q16`` (for an integer-only embedded CPU): int64 fixed point with ``FRAC = 16`` fractional
+  bits. Every shift is an arithmetic (floor) shift; every division is ``np.floor_divide``;
+  every float-derived constant (including the exp2 table) is computed once at export time and
+  stored in ``params.npz``. So results do not depend on numpy version or CPU.
 
 Per token and layer (chains in brackets run on neuromorphic cores, the rest on the host)::
 
@@ -27,8 +36,9 @@ Per token and layer (chains in brackets run on neuromorphic cores, the rest on t
 Population neurons (Lava fixed-point conventions: state in units of ``2^6``; decays 12-bit and
 truncated toward zero, ``lava.proc.lif.models.AbstractPyLifModelFixed``)::
 
-    x_mant = clamp((xm * g) >> 32, +-(2^(bits-1) - 1))  g = round(2^(16 + fx) / th)  (threshold
-                                                        folded into the input scale, vth = 2^fx)
+    x_mant = clamp((xm * g) >> 32, +-(2^(bits-1) - 1))  g = round(2^(16 + fx) / th)  (q16: the
+                                                        threshold folds into the input scale, vth = 2^fx)
+    x_mant = clamp(round(x * g), +-(2^(bits-1) - 1))    g = 2^fx / th  (float64 host)
     loihi2 "ternary_sub" (Loihi 2 programmable neuron, graded +-1 spikes):
         v = clip24(trunc(v * (4096 - dv) / 4096) + (x_mant << 6))
         s = (v > vth << 6) - (v < -(vth << 6));   v = v - s * (vth << 6)     (subtract reset)
@@ -54,6 +64,8 @@ import numpy as np
 FRAC = 16
 ONE = 1 << FRAC
 P_INIT = -(1 << 40)  # WKV log-scale "minus infinity" in Q16
+P_INIT_F64 = -1e30  # the same in float64 (goose_neuro.model.WKV_P_INIT)
+HOST_FORMATS = ("float64", "q16")
 V_MAX = (1 << 23) - 1  # 24-bit neuron state (Lava clips v to +-(2^23 - 1))
 EXP_TABLE_BITS = 8
 MANIFEST_FORMAT = "goose-neuro-loihi"
@@ -125,7 +137,7 @@ class Population:
     kind: str  # "ternary_sub" (Loihi 2), "cuba_onoff" or "host_onoff" (Loihi 1)
     dv: np.ndarray  # (n,) 12-bit voltage decay, 4096 - round(4096 * beta)
     vth: int  # threshold mantissa (effective vth << 6)
-    gain: np.ndarray  # (n,) Q16 input gain round(2^(16+fx) / th)
+    gain: np.ndarray  # (n,) input gain: int64 round(2^(16+fx) / th) (q16) or float64 2^fx / th
     x_bits: int  # signed width of the input mantissa
     v: np.ndarray = field(default=None)  # type: ignore[assignment]
     clamps: int = 0
@@ -135,9 +147,14 @@ class Population:
         self.v = np.zeros(width, dtype=np.int64)
 
     def input_mantissa(self, xm: np.ndarray) -> np.ndarray:
-        """x_mant = clamp((xm * gain) >> 32) (counts clamps)."""
+        """x_mant = clamp((xm * gain) >> 32) for a Q16 host, clamp(round(xm * gain)) for a float64
+        host (round half to even, as torch.round); counts clamps."""
         lim = (1 << (self.x_bits - 1)) - 1
-        raw = rshift(np.asarray(xm, dtype=np.int64) * self.gain, 2 * FRAC)
+        if self.gain.dtype.kind == "f":
+            scaled = np.round(np.asarray(xm, dtype=np.float64) * self.gain)
+            raw = np.clip(scaled, -lim - 1.0, lim + 1.0).astype(np.int64)  # no int64 overflow
+        else:
+            raw = rshift(np.asarray(xm, dtype=np.int64) * self.gain, 2 * FRAC)
         self.clamps += int((np.abs(raw) > lim).sum())
         return np.clip(raw, -lim, lim)
 
@@ -177,8 +194,15 @@ class IntModel:
         self.m, self.p = manifest, params
         self.n_layers = manifest["model"]["n_layers"]
         self.chains = manifest["chains"]
-        self.table, self.log2e = params["exp2_table"], int(params["log2e_q16"])
-        self.eps_q32 = int(params["ln_eps_q32"])
+        self.host_format = manifest.get("host_format", "q16")  # packages before float64 hosts: q16
+        if self.host_format not in HOST_FORMATS:
+            raise ValueError(f"unknown host_format {self.host_format!r}")
+        self.fp = self.host_format == "float64"
+        if self.fp:
+            self.eps = float(params["ln_eps"])
+        else:
+            self.table, self.log2e = params["exp2_table"], int(params["log2e_q16"])
+            self.eps_q32 = int(params["ln_eps_q32"])
         self.reset()
 
     @classmethod
@@ -198,31 +222,48 @@ class IntModel:
             self.pops.append(Population(key, pop["n"], pop["kind"], self.p[key + ".dv"],
                                         int(pop["vth_mant"]), self.p[key + ".gain"], int(pop["x_bits"])))
         C = self.m["model"]["d_model"]
+        dt = np.float64 if self.fp else np.int64
         self.state = {}
         for i in range(self.n_layers):
             for k in ("tm_shift", "cm_shift", "wkv_a", "wkv_b"):
-                self.state[f"L{i}.{k}"] = np.zeros(C, dtype=np.int64)
-            self.state[f"L{i}.wkv_p"] = np.full(C, P_INIT, dtype=np.int64)
+                self.state[f"L{i}.{k}"] = np.zeros(C, dtype=dt)
+            self.state[f"L{i}.wkv_p"] = np.full(C, P_INIT_F64 if self.fp else P_INIT, dtype=dt)
 
     # -- host ops ------------------------------------------------------------------------------------
     def _ln(self, name: str, x: np.ndarray) -> np.ndarray:
-        return layer_norm_q(x, self.p[name + ".gamma"], self.p[name + ".beta"], self.eps_q32)
+        gamma, beta = self.p[name + ".gamma"], self.p[name + ".beta"]
+        if self.fp:
+            d = x - x.mean(-1, keepdims=True)
+            return d / np.sqrt((d * d).mean(-1, keepdims=True) + self.eps) * gamma + beta
+        return layer_norm_q(x, gamma, beta, self.eps_q32)
 
     def _mix(self, pre: str, which: str, h: np.ndarray) -> np.ndarray:
         mu = self.p[f"{pre}{which}.mu"]
         prev = self.state[f"{pre}{which}_shift"]
         self.state[f"{pre}{which}_shift"] = h
+        if self.fp:
+            return h * mu + prev * (1.0 - mu)
         return rshift(h * mu + prev * (ONE - mu), FRAC)
 
+    def _mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b if self.fp else rshift(a * b, FRAC)
+
+    def _sigmoid(self, x: np.ndarray) -> np.ndarray:
+        if self.fp:
+            return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+        return sigmoid_q(x, self.table, self.log2e)
+
     def _proj(self, chain: dict, counts: np.ndarray, proj: str) -> np.ndarray:
-        """y = sp * cp + sn * cn (Q16) for one projection's rows of the chain output."""
+        """y = sp * cp + sn * cn (Q16 or float64) for one projection's rows of the chain output."""
         off, m = chain["outputs"][proj]
         cp, cn = counts[off:off + m], counts[off + m:off + 2 * m]
         key = f"{chain['name']}.{proj}"
         return self.p[key + ".sp"] * cp + self.p[key + ".sn"] * cn
 
     def _wkv(self, pre: str, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """RWKV-4 WKV (stable a, b, p form) in Q16 with exp from the table."""
+        """RWKV-4 WKV (stable a, b, p form): float64, or Q16 with exp from the table."""
+        if self.fp:
+            return self._wkv_f64(pre, k, v)
         st, w, u = self.state, self.p[pre + "tm.w"], self.p[pre + "tm.u"]
         a, b, p = st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"]
         ww = u + k
@@ -239,9 +280,22 @@ class IntModel:
         st[pre + "wkv_p"] = q
         return out
 
+    def _wkv_f64(self, pre: str, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        st, w, u = self.state, self.p[pre + "tm.w"], self.p[pre + "tm.u"]
+        a, b, p = st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"]
+        ww = u + k
+        q = np.maximum(p, ww)
+        e1, e2 = np.exp(p - q), np.exp(ww - q)
+        out = (e1 * a + e2 * v) / (e1 * b + e2)
+        ww = p + w
+        q = np.maximum(ww, k)
+        e1, e2 = np.exp(ww - q), np.exp(k - q)
+        st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"] = e1 * a + e2 * v, e1 * b + e2, q
+        return out
+
     def segment(self, c: int, ctx: dict, counts: np.ndarray | None) -> np.ndarray:
         """Host work before chain ``c`` (c = len(chains): the head). ``counts``: chain c-1's output.
-        Returns chain c's population input mantissa, or the logits (Q16) for the head."""
+        Returns chain c's population input mantissa, or the logits (Q16 or float64) for the head."""
         i, role = divmod(c, 4)
         pre = f"L{i}."
         if role == 0:  # finish previous layer's channel mix (or embed), then time-mix input
@@ -250,24 +304,27 @@ class IntModel:
             else:
                 prev = self.chains[c - 1]
                 val = self._proj(prev, counts, "value")
-                x = ctx["x"] + rshift(ctx["r_cm"] * val, FRAC)
+                x = ctx["x"] + self._mul(ctx["r_cm"], val)
             ctx["x"] = x
             if c == len(self.chains):
-                return rshift(self._ln("ln_out", x) @ self.p["head.w"].T, int(self.p["head.shift"]))
+                h = self._ln("ln_out", x)
+                if self.fp:
+                    return self.p["head.w"] @ h
+                return rshift(h @ self.p["head.w"].T, int(self.p["head.shift"]))
             return self.pops[c].input_mantissa(self._mix(pre, "tm", self._ln(pre + "ln1", x)))
         prev = self.chains[c - 1]
         if role == 1:
             k, v = self._proj(prev, counts, "key"), self._proj(prev, counts, "value")
-            r = sigmoid_q(self._proj(prev, counts, "receptance"), self.table, self.log2e)
-            y = rshift(r * self._wkv(pre, k, v), FRAC)
+            r = self._sigmoid(self._proj(prev, counts, "receptance"))
+            y = self._mul(r, self._wkv(pre, k, v))
             return self.pops[c].input_mantissa(y)
         if role == 2:
             x = ctx["x"] + self._proj(prev, counts, "output")
             ctx["x"] = x
             return self.pops[c].input_mantissa(self._mix(pre, "cm", self._ln(pre + "ln2", x)))
         k = np.maximum(self._proj(prev, counts, "key"), 0)
-        ctx["r_cm"] = sigmoid_q(self._proj(prev, counts, "receptance"), self.table, self.log2e)
-        return self.pops[c].input_mantissa(rshift(k * k, FRAC))
+        ctx["r_cm"] = self._sigmoid(self._proj(prev, counts, "receptance"))
+        return self.pops[c].input_mantissa(self._mul(k, k))
 
     # -- neuromorphic side --------------------------------------------------------------------------
     def chain_weight(self, c: int) -> np.ndarray:
@@ -279,7 +336,8 @@ class IntModel:
         return s, self.chain_weight(c) @ s
 
     def run(self, tokens, record: bool = True) -> dict:
-        """Run tokens in order (continuing the current state). Returns logits (T, V) int64 and,
+        """Run tokens in order (continuing the current state). Returns logits (T, V) (int64 Q16 or
+        float64, by host format) and,
         with ``record``, per chain the spikes (T, width) and counts (T, rows)."""
         M = len(self.chains)
         logits, spikes, counts_all = [], [[] for _ in range(M)], [[] for _ in range(M)]
@@ -292,7 +350,7 @@ class IntModel:
                     spikes[c].append(s)
                     counts_all[c].append(counts)
             logits.append(self.segment(M, ctx, counts))
-        out = {"logits": np.array(logits, dtype=np.int64)}
+        out = {"logits": np.array(logits, dtype=np.float64 if self.fp else np.int64)}
         if record:
             out["spikes"] = [np.array(s, dtype=np.int64) for s in spikes]
             out["counts"] = [np.array(s, dtype=np.int64) for s in counts_all]

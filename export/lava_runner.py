@@ -9,20 +9,25 @@ It never imports goose_neuro (whose core needs torch); it loads the sibling ``in
 for the host-side ops, and ``lava.lib.dl.netx`` through light stand-in modules (netx imports
 ``lava.lib.dl.slayer``, which imports torch, but netx itself needs none of it).
 
-Process graph, per chain c (see ``goose_neuro.export.loihi``)::
+Process graph (everything runs inside Lava; no values pass through Var get/set), per chain c::
 
-    population_c --spikes--> netx Network(chains/<c>.net) = Dense synapses -> CUBA readout
+    HostSegment_c --x--> population_c --spikes--> netx Network(chains/<c>.net) = Dense -> readout
+    Dense_c.a_out (counts) --> HostSegment_{c+1};   HostSegment_c --ctx--> HostSegment_{c+1}
+    HostSegment_M (after the last chain) is the head: it writes the logits into its ``logits`` Var
+
     Loihi 2: population = GooseTernaryNeuron (custom process: the programmable neuron's model)
-    Loihi 1: population = lava LIF (2n ON/OFF compartments) built from the file's netx `input`
-             layer, bias = [x, -x]
-             or, with population="host", HostSpikeInjector (the host's ON/OFF spikes)
-    readout_c --> HostLink_c --> population_{c+1}.a_in   (carries nothing: host values travel
-                                                          through Var get/set, like a host probe)
+    Loihi 1: population = HostSpikeInjector (population="host", the default: the host's ON/OFF
+             spikes), or lava LIF (population="core": 2n ON/OFF compartments built from the
+             file's netx `input` layer, input [x, -x])
 
-Schedule: one Lava step per token, pipelined over chains. Before step tau the host writes the
-bias of population c for token t = tau - 2c; after step tau it reads each readout's ``v >> 6``,
-which holds the counts of token tau - 1 - 2c (the dense synapse delivers one step later).
-Spikes are recorded with ``lava.proc.monitor`` probes on every population's ``s_out``.
+A HostSegment is a small custom process that runs the host-side ops before one chain with the
+integer reference's own code (``IntModel.segment``); it stands for the host CPU.
+
+Schedule: one Lava step per token, pipelined over chains: chain c handles token t at step
+t + 1 + c; its synapse output reaches HostSegment_{c+1} at step t + 2 + c (Dense delivers one step
+later), together with the token's context sent by HostSegment_c one step earlier; the head
+writes token t's logits at step t + 1 + M. Spikes are recorded with ``lava.proc.monitor`` probes
+on every population's ``s_out``.
 """
 
 from __future__ import annotations
@@ -87,8 +92,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 class GooseTernaryNeuron(AbstractProcess):
     """Ternary LIF with subtract reset, per-neuron 12-bit decay, graded +-1 spikes:
-    ``v = clip24(trunc(v*(4096-dv)/4096) + ((bias + a) << 6))``,
-    ``s = [v > vth<<6] - [v < -(vth<<6)]``, ``v -= s * (vth << 6)``."""
+    ``v = clip24(trunc(v*(4096-dv)/4096) + (a << 6))``,
+    ``s = [v > vth<<6] - [v < -(vth<<6)]``, ``v -= s * (vth << 6)``; ``a`` is the input mantissa
+    that the host sends each step."""
 
     def __init__(self, shape, dv, vth):
         super().__init__(shape=shape)
@@ -97,7 +103,7 @@ class GooseTernaryNeuron(AbstractProcess):
         self.v = Var(shape=shape, init=0)
         self.dv = Var(shape=shape, init=np.asarray(dv, dtype=np.int32))
         self.vth = Var(shape=(1,), init=int(vth))
-        self.bias_mant = Var(shape=shape, init=0)
+
 
 @implements(proc=GooseTernaryNeuron, protocol=LoihiProtocol)
 @requires(CPU)
@@ -108,12 +114,11 @@ class PyGooseTernaryNeuron(PyLoihiProcessModel):
     v = LavaPyType(np.ndarray, np.int32, precision=24)
     dv = LavaPyType(np.ndarray, np.int32, precision=12)
     vth = LavaPyType(np.ndarray, np.int32, precision=17)
-    bias_mant = LavaPyType(np.ndarray, np.int32, precision=16)
 
     def run_spk(self):
         a = self.a_in.recv().astype(np.int64)
         d = self.v.astype(np.int64) * (4096 - self.dv.astype(np.int64))
-        v = np.sign(d) * (np.abs(d) >> 12) + ((self.bias_mant.astype(np.int64) + a) << 6)
+        v = np.sign(d) * (np.abs(d) >> 12) + (a << 6)
         lim = (1 << 23) - 1
         v = np.clip(v, -lim, lim)
         vt = int(self.vth[0]) << 6
@@ -121,15 +126,15 @@ class PyGooseTernaryNeuron(PyLoihiProcessModel):
         self.v[:] = v - s * vt
         self.s_out.send(s.astype(np.int32))
 
+
 class HostSpikeInjector(AbstractProcess):
     """Host-side population (Loihi 1, population='host'): the host computes the spikes and
-    injects them as binary ON/OFF axon events; this process sends the ``spikes`` Var."""
+    injects them as binary ON/OFF axon events; this process forwards them to the synapses."""
 
     def __init__(self, shape):
         super().__init__(shape=shape)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        self.bias_mant = Var(shape=shape, init=0)  # the spikes to send (0/1), written by the host
 
 
 @implements(proc=HostSpikeInjector, protocol=LoihiProtocol)
@@ -138,35 +143,93 @@ class HostSpikeInjector(AbstractProcess):
 class PyHostSpikeInjector(PyLoihiProcessModel):
     a_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    bias_mant = LavaPyType(np.ndarray, np.int32, precision=1)
 
     def run_spk(self):
-        self.a_in.recv()
-        self.s_out.send(self.bias_mant.copy())
+        self.s_out.send(self.a_in.recv())
 
 
-class HostLink_(AbstractProcess):
-    """Orders chain c before chain c+1 in one process graph; forwards zeros."""
+class HostSegment(AbstractProcess):
+    """The host-side ops before chain ``c`` (``c`` = number of chains: the head), as a Lava process.
 
-    def __init__(self, n_in, n_out):
-        super().__init__()
-        self.inp = InPort(shape=(n_in,))
-        self.out = OutPort(shape=(n_out,))
+    In: ``counts_in`` (chain c-1's synapse output, one step after its spikes) and ``ctx_in`` (the
+    residual stream and channel-mix gate of the same token from segment c-1, one step earlier).
+    Out: ``x_out`` (population c's input: mantissas, [x, -x] for CUBA ON/OFF, or host-computed
+    ON/OFF spikes) and ``ctx_out``. The head writes the logits into its ``logits`` Var. The ops are
+    ``IntModel.segment`` from int_ref.py, so they equal the integer reference by construction."""
 
-@implements(proc=HostLink_, protocol=LoihiProtocol)
+    def __init__(self, package, c, tokens, counts_rows, x_width, ctx_width, vocab, head):
+        super().__init__(package=package, c=c, first=c == 0, head=head)
+        n = len(tokens)
+        self.counts_in = InPort(shape=(counts_rows,))
+        self.ctx_in = InPort(shape=(ctx_width,))
+        self.x_out = OutPort(shape=(x_width,))
+        self.ctx_out = OutPort(shape=(ctx_width,))
+        self.tokens = Var(shape=(n,), init=np.asarray(tokens, dtype=np.int64))
+        self.logits = Var(shape=(n, vocab) if head else (1, 1), init=0)
+
+
+@implements(proc=HostSegment, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyHostLink(PyLoihiProcessModel):
-    inp = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+class PyHostSegment(PyLoihiProcessModel):
+    counts_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    ctx_in = LavaPyType(PyInPort.VEC_DENSE, np.float64)
+    x_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    ctx_out = LavaPyType(PyOutPort.VEC_DENSE, np.float64)
+    tokens = LavaPyType(np.ndarray, np.int64)
+    logits = LavaPyType(np.ndarray, np.float64)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.model, self.pending = None, None
 
     def run_spk(self):
-        self.inp.recv()
-        self.out.send(np.zeros(self.out.shape, dtype=np.int32))
+        prm = self.proc_params
+        c, first, head = prm["c"], prm["first"], prm["head"]
+        if self.model is None:
+            self.model = load_int_ref().IntModel.load(prm["package"])
+        m = self.model
+        counts = None if first else self.counts_in.recv().astype(np.int64)
+        ctx_msg = None if first else self.ctx_in.recv()
+        t = self.time_step - 1 - c  # the token whose counts arrive now (chain c-1 ran it last step)
+        ctx, self.pending = self.pending, ctx_msg  # segment c-1 sent token t's context one step ago
+        active = 0 <= t < len(self.tokens)
+        if active:
+            ctx = {"token": int(self.tokens[t])} if first else _unpack(ctx, m.fp)
+            out = m.segment(c, ctx, counts)
+            if head:
+                self.logits[t] = out
+                return
+            pop = m.pops[c]
+            x = pop.step(out) if pop.kind == "host_onoff" else pop.bias(out)
+            self.x_out.send(x.astype(np.int32))
+            self.ctx_out.send(_pack(ctx, len(ctx["x"])))
+        elif not head:
+            self.x_out.send(np.zeros(self.x_out.shape, dtype=np.int32))
+            self.ctx_out.send(np.zeros(self.ctx_out.shape, dtype=np.float64))
+
+
+def _pack(ctx: dict, C: int) -> np.ndarray:
+    """Residual stream and channel-mix gate as one float64 message (Q16 integers stay exact
+    below 2^53)."""
+    r = ctx.get("r_cm")
+    out = np.concatenate([np.asarray(ctx["x"]), np.zeros(C) if r is None else np.asarray(r)]).astype(np.float64)
+    if not np.all(np.abs(out) < 2.0**53):
+        raise OverflowError("host context does not fit a float64 message exactly")
+    return out
+
+
+def _unpack(msg: np.ndarray, fp: bool) -> dict:
+    C = msg.shape[0] // 2
+    x, r = msg[:C], msg[C:]
+    if not fp:
+        x, r = np.rint(x).astype(np.int64), np.rint(r).astype(np.int64)
+    return {"x": x, "r_cm": r}
 
 
 def cuba_population(path: str):
-    """lava LIF for the netx ``input`` layer of a chain file (ON/OFF CUBA compartments)."""
+    """lava LIF for the netx ``input`` layer of a chain file (ON/OFF CUBA compartments); its input
+    arrives on ``a_in`` (``u = a << 6`` with du = 4095), which equals the bias path ``bias << 6``."""
     import h5py
     from lava.proc.lif.process import LIF
 
@@ -177,23 +240,22 @@ def cuba_population(path: str):
                    vth=int(n["vThMant"][()]), bias_mant=0, bias_exp=6)
 
 
-def build(package: str, manifest: dict, steps: int):
-    """Populations, netx chains, links and spike monitors for every chain."""
+def build(package: str, manifest: dict, tokens: np.ndarray, steps: int):
+    """Populations, netx chains, host segments and spike monitors for the whole network."""
     from lava.lib.dl.netx import hdf5
     from lava.proc.monitor.process import Monitor
 
-    Neuron, HostLink = GooseTernaryNeuron, HostLink_
     params = np.load(os.path.join(package, manifest["params_file"]))
     loihi2 = manifest["target"] == "loihi2"
-    pops, nets, mons = [], [], []
-    for c, ch in enumerate(manifest["chains"]):
+    chains = manifest["chains"]
+    pops, nets, mons, segs = [], [], [], []
+    for ch in chains:
         p = ch["population"]
-        dv = params[ch["name"] + ".dv"]
+        path = os.path.join(package, ch["net_file"])
         if p["kind"] == "host_onoff":
             pop = HostSpikeInjector(shape=(2 * p["n"],))
         elif loihi2:
-            pop = Neuron(shape=(p["n"],), dv=dv, vth=p["vth_mant"])
-        path = os.path.join(package, ch["net_file"])
+            pop = GooseTernaryNeuron(shape=(p["n"],), dv=params[ch["name"] + ".dv"], vth=p["vth_mant"])
         if p["kind"] == "cuba_onoff":
             # The population is the file's netx `input` layer. lava-nc 0.10 cannot compile netx's
             # Input block driven this way (NotImplementedError: no subcompiler for PyInputModel),
@@ -205,66 +267,52 @@ def build(package: str, manifest: dict, steps: int):
         else:
             net = hdf5.Network(path, input_message_bits=2 if loihi2 else 0)
         pop.s_out.connect(net.inp)
-        if c:
-            link = HostLink(nets[-1].out.shape[0], pop.a_in.shape[0])
-            nets[-1].out.connect(link.inp)
-            link.out.connect(pop.a_in)
         mon = Monitor()
         mon.probe(pop.s_out, steps)
         pops.append(pop), nets.append(net), mons.append(mon)
-    return pops, nets, mons
+    C, V = manifest["model"]["d_model"], manifest["model"]["vocab_size"]
+    for c in range(len(chains) + 1):
+        head = c == len(chains)
+        seg = HostSegment(package=package, c=c, tokens=tokens,
+                          counts_rows=chains[c - 1]["weight_shape"][0] if c else 1,
+                          x_width=1 if head else pops[c].a_in.shape[0], ctx_width=2 * C, vocab=V, head=head)
+        if c:  # the synapses' output also feeds the netx readout compartments (unused here)
+            nets[c - 1].layers[-1].synapse.a_out.connect(seg.counts_in)
+            segs[-1].ctx_out.connect(seg.ctx_in)
+        if not head:
+            seg.x_out.connect(pops[c].a_in)
+        segs.append(seg)
+    return pops, nets, mons, segs
 
 
 def run(package: str, tokens: np.ndarray) -> dict:
-    """Simulate ``tokens`` through the package; returns spikes, counts, logits and timing."""
+    """Simulate ``tokens`` through the package; returns spikes, logits and timing."""
     install_netx_shim()
     # Lava's model search executes every sibling module (torch-importing ones fail): harmless
     warnings.filterwarnings("ignore", message="Cannot import module")
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    ir = load_int_ref()
-    model = ir.IntModel.load(package)
     with open(os.path.join(package, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
+    fp = manifest.get("host_format", "q16") == "float64"
     M, N = len(manifest["chains"]), len(tokens)
-    steps = N + 2 * M
+    steps = N + M  # token t: chain c at step t + 1 + c, logits at step t + 1 + M
     t0 = time.time()
-    pops, nets, mons = build(package, manifest, steps + 1)
-    root = nets[-1]
-    # step 0 starts the runtime with every bias 0: from the zero state it changes nothing
-    root.run(condition=RunSteps(1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    pops, nets, mons, segs = build(package, manifest, np.asarray(tokens, dtype=np.int64), steps)
+    root = segs[-1]
+    root.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
     t_build = time.time() - t0
-    counts = [dict() for _ in range(M)]
-    ctxs, logits = {}, {}
-    readout = [net.layers[-1].neuron.v for net in nets]
     t0 = time.time()
     try:
-        for tau in range(steps):
-            for c in range(M):
-                t = tau - 2 * c
-                if 0 <= t < N:
-                    ctx = ctxs.setdefault(t, {"token": int(tokens[t])})
-                    x = model.segment(c, ctx, counts[c - 1].pop(t) if c else None)
-                    host_pop = model.pops[c].kind == "host_onoff"
-                    bias = model.pops[c].step(x) if host_pop else model.pops[c].bias(x)
-                else:
-                    bias = np.zeros(pops[c].bias_mant.shape, dtype=np.int64)
-                pops[c].bias_mant.set(bias.astype(np.int32))
-            root.run(condition=RunSteps(1))
-            for c in range(M):
-                t = tau - 1 - 2 * c
-                if 0 <= t < N:
-                    counts[c][t] = np.asarray(readout[c].get()).astype(np.int64) >> 6
-                    if c == M - 1:
-                        logits[t] = model.segment(M, ctxs.pop(t), counts[c][t])
-                        counts[c][t] = counts[c][t]
+        root.run(condition=RunSteps(steps))
         t_run = time.time() - t0
-        spikes = [np.asarray(m.get_data()[p.name]["s_out"]).astype(np.int64) for m, p in zip(mons, pops)]
+        spikes = [np.asarray(m.get_data()[p.name]["s_out"]).astype(np.int64)[c:c + N]
+                  for c, (m, p) in enumerate(zip(mons, pops))]
+        logits = np.asarray(root.logits.get(), dtype=np.float64)
     finally:
         root.stop()
-    return {"spikes": spikes, "logits": np.array([logits[t] for t in range(N)], dtype=np.int64),
-            "counts_last": np.array([counts[M - 1][t] for t in range(N)], dtype=np.int64),
+    return {"spikes": spikes, "logits": logits if fp else np.rint(logits).astype(np.int64),
             "build_s": t_build, "run_s": t_run, "steps": steps}
 
 
@@ -308,9 +356,9 @@ def main(argv=None) -> int:
     res = run(a.package, np.load(a.tokens))
     M = len(res["spikes"])
     N = len(res["logits"])
-    arrays = {"logits": res["logits"], "counts_last": res["counts_last"]}
+    arrays = {"logits": res["logits"]}
     for c, s in enumerate(res["spikes"]):
-        arrays[f"spikes_{c}"] = s[1 + 2 * c:1 + 2 * c + N]  # token t at step 1 + t + 2c
+        arrays[f"spikes_{c}"] = s
     arrays["timing"] = np.array([res["build_s"], res["run_s"], res["steps"]], dtype=np.float64)
     tmp = a.out + ".tmp.npz"
     np.savez(tmp, **arrays)

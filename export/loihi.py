@@ -20,16 +20,26 @@ What runs where (the design; exact equations in :mod:`goose_neuro.export.int_ref
 * Loihi 2 (``loihi2``): the population is a programmable neuron (``ternary_sub``): the student's
   LIF with subtract reset and per-neuron 12-bit decay; its spikes are signed graded payloads
   (+-1, 2 message bits).
-* Loihi 1 (``loihi``): binary spikes only, so a ternary population becomes an ON/OFF pair of
-  CUBA LIF compartments (bias ``[x, -x]``) with +w/-w synapses; CUBA resets to zero and lava's
-  ``LIF`` has one ``dv`` per process, so the decay is the population median. Both are
-  approximations of the student's neuron; the check reports their cost on real text. With
-  ``population="host"`` the exact integer neuron runs on the host/embedded CPU instead and only
-  its ON/OFF spikes enter the cores (the synapses stay on cores; the neuron updates move to host).
+* Loihi 1 (``loihi``): binary spikes only, and no neuron model with subtract reset and ternary
+  output. By default (``population="host"``) the student's integer neuron runs on the host and
+  its spikes enter the cores as ON/OFF pairs (2n binary axons, +w/-w synapses): the synapses
+  stay on cores, the neuron updates move to the host. ``population="core"`` instead maps each
+  population to an ON/OFF pair of CUBA LIF compartments (bias ``[x, -x]``); CUBA resets to
+  zero and lava's ``LIF`` has one ``dv`` per process (the population median), so this is an
+  approximation of the student's neuron, and the check reports its cost on real text.
 * Everything else (embedding, LayerNorm, token shift, WKV, sigmoid, relu^2, gating, residual adds,
-  head) runs on the host/embedded CPU in int64 Q16 fixed point and is listed in the manifest
-  with its per-token cost. Per-neuron thresholds fold into the host's input gain, so every
+  head) runs on the host and is listed in the manifest with its per-token cost: in float64 on a
+  host CPU (``host="float64"``, the default) or in int64 Q16 fixed point on an integer-only
+  embedded CPU (``host="q16"``). Per-neuron thresholds fold into the host's input gain, so every
   population has one threshold mantissa ``2^frac_bits``.
+
+Why float64 is the default: the float model is chaotic at the scale of fixed-point rounding.
+Noise of 1e-5 to 1e-4 x threshold on the LIF inputs of a trained ``small`` student flips thousands
+of spikes over 512 tokens and moves 1-8% of the next-token argmaxes
+(``benchmarks/neuron_sensitivity.py``); a Q16 host gives 89-91% agreement. With a float64 host,
+the package's only roundings are the neurons' own (12-bit decay, input mantissa, 24-bit state),
+and the PyTorch model can run those same fixed-point neurons (``ASNNGoose.set_fixed_point``), so
+the two agree spike for spike.
 """
 
 from __future__ import annotations
@@ -130,7 +140,7 @@ RUNS_ON = {
 
 
 def _population(graph, name: str, target: str, frac_bits: int, params: dict, rep: _Report,
-                population: str = "core") -> dict:
+                population: str = "core", host: str = "float64") -> dict:
     lif = _node(graph, name, "LIF")
     beta = np.asarray(lif.beta, dtype=np.float64)
     th = np.asarray(lif.threshold, dtype=np.float64)
@@ -139,7 +149,10 @@ def _population(graph, name: str, target: str, frac_bits: int, params: dict, rep
     if vth > VTH_MANT_MAX:
         raise ExportError(f"frac_bits={frac_bits}: threshold mantissa 2^{frac_bits} exceeds the 17-bit "
                           f"limit {VTH_MANT_MAX}; use frac_bits <= 16")
-    gain = _q(2.0 ** frac_bits / th, FRAC, f"{name}.gain", rep, limit_bits=40)
+    if host == "float64":
+        gain = 2.0 ** frac_bits / th  # float64, exact inputs rounded by the host
+    else:
+        gain = _q(2.0 ** frac_bits / th, FRAC, f"{name}.gain", rep, limit_bits=40)
     kind = "ternary_sub" if target == "loihi2" else ("host_onoff" if population == "host" else "cuba_onoff")
     if kind == "cuba_onoff":
         exact = np.full(n, float(np.median(beta)))
@@ -163,7 +176,7 @@ def _population(graph, name: str, target: str, frac_bits: int, params: dict, rep
             "distinct_decays": int(np.unique(dv).size)}
 
 
-def _chain(graph, name: str, target: str, params: dict, rep: _Report) -> tuple[dict, np.ndarray]:
+def _chain(graph, name: str, target: str, params: dict, rep: _Report, host: str = "float64") -> tuple[dict, np.ndarray]:
     """Chain weight (rows [P; -N] per projection, ON/OFF-expanded on Loihi 1) and scales."""
     blocks, outputs, off = [], {}, 0
     for cname, node in _consumers(graph, name).items():
@@ -179,8 +192,12 @@ def _chain(graph, name: str, target: str, params: dict, rep: _Report) -> tuple[d
         outputs[proj] = [off, m]
         off += 2 * m
         key = f"{name}.{proj}"
-        params[key + ".sp"] = _q(node.scale_pos, FRAC, key + ".scale_pos", rep, limit_bits=31)
-        params[key + ".sn"] = _q(node.scale_neg, FRAC, key + ".scale_neg", rep, limit_bits=31)
+        if host == "float64":
+            params[key + ".sp"] = np.asarray(node.scale_pos, dtype=np.float64)
+            params[key + ".sn"] = np.asarray(node.scale_neg, dtype=np.float64)
+        else:
+            params[key + ".sp"] = _q(node.scale_pos, FRAC, key + ".scale_pos", rep, limit_bits=31)
+            params[key + ".sn"] = _q(node.scale_neg, FRAC, key + ".scale_neg", rep, limit_bits=31)
     if not blocks:
         raise ExportError(f"population {name} feeds no synapse")
     w = np.vstack(blocks).astype(np.int8)
@@ -189,6 +206,32 @@ def _chain(graph, name: str, target: str, params: dict, rep: _Report) -> tuple[d
                           f"for an all-zero matrix (lava-dl netx utils.optimize_weight_bits)")
     params[f"{name}.weight"] = w
     return outputs, w
+
+
+def _host_params_f64(graph, params: dict) -> None:
+    """Host parameters as float64 (host_format 'float64'): nothing is rounded."""
+    ir = _ir()
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    params["emb"] = f64(_node(graph, "emb", "Embedding").weight)
+    lns = graph.of_type(ir.LayerNorm)
+    eps = {float(n.eps) for n in lns.values()}
+    if len(eps) != 1:
+        raise ExportError(f"LayerNorm eps differ across layers ({sorted(eps)}); one eps is supported")
+    params["ln_eps"] = np.float64(eps.pop())
+    for lname, node in lns.items():
+        params[lname + ".gamma"], params[lname + ".beta"] = f64(node.weight), f64(node.bias)
+    for sname, node in graph.of_type(ir.ShiftMix).items():
+        params[sname.rsplit(".", 1)[0] + ".mu"] = f64(node.mu)
+    for wname, node in graph.of_type(ir.WKV).items():
+        pre = wname.rsplit(".", 1)[0]
+        params[pre + ".w"], params[pre + ".u"] = -np.exp(f64(node.time_decay)), f64(node.time_first)
+    head = graph.nodes.get("head")
+    if head is None or head.type not in ("Dense", "TernaryDense"):
+        raise ExportError("IR node 'head' (Dense or TernaryDense) missing")
+    params["head.w"] = f64(head.weight if head.type == "Dense" else head.float_weight())
+    for k, v in params.items():
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise ExportError(f"{k}: contains NaN or Inf")
 
 
 def _host_params(graph, params: dict, rep: _Report) -> None:
@@ -223,7 +266,10 @@ def _host_params(graph, params: dict, rep: _Report) -> None:
 
 
 # -- host op list with costs -------------------------------------------------------------------
-def _host_ops(graph, chains: list[dict]) -> list[dict]:
+HOST_RUNS_ON = {"float64": "host CPU, IEEE float64", "q16": "host (embedded CPU), int64 Q16"}
+
+
+def _host_ops(graph, chains: list[dict], host: str = "float64") -> list[dict]:
     """Every IR node that does not run on cores, with where it runs and ops per token."""
     on_core = set()
     for ch in chains:
@@ -245,20 +291,32 @@ def _host_ops(graph, chains: list[dict]) -> list[dict]:
         f = cost.get(node.type)
         if f is None:
             raise ExportError(f"IR node {name} ({node.type}) has no Loihi mapping")
-        ops.append({"name": name, "op": node.type, "runs_on": "host (embedded CPU), int64 Q16",
-                    "inputs": list(node.inputs), "cost_per_token": f(node, widths[name])})
+        c = f(node, widths[name])
+        if host == "float64":  # the same op counts, as float64 operations
+            c = {k.replace("int_", "fp64_").replace("exp_lut", "fp64_exp"): v for k, v in c.items()}
+        ops.append({"name": name, "op": node.type, "runs_on": HOST_RUNS_ON[host],
+                    "inputs": list(node.inputs), "cost_per_token": c})
     return ops
 
 
 # -- public API --------------------------------------------------------------------------------------
-def quantize(graph, target: str, frac_bits: int | None = None, population: str = "core") -> tuple[dict, dict, dict]:
-    """IR graph -> (manifest, params {name: int array}, quantization report).
+def quantize(graph, target: str, frac_bits: int | None = None, population: str | None = None,
+             host: str = "float64") -> tuple[dict, dict, dict]:
+    """IR graph -> (manifest, params {name: array}, quantization report).
 
-    ``population`` (Loihi 1 only): ``core`` maps each ternary population to CUBA ON/OFF
-    compartments (an approximation: reset to zero, one decay per population); ``host`` runs the
-    student's exact integer neuron on the host and injects its spikes as ON/OFF pairs."""
+    ``population`` (Loihi 1; default ``host``): ``host`` runs the student's integer neuron on
+    the host and injects its spikes as ON/OFF pairs into the cores' synapses; ``core`` maps each
+    ternary population to CUBA ON/OFF compartments (an approximation: reset to zero, one decay
+    per population, measured about 6% worse perplexity). Loihi 2 runs the student's neuron on
+    its programmable cores (``core``, the only choice).
+    ``host``: number format of the host-side ops, ``float64`` (a host CPU) or ``q16`` (int64
+    fixed point for an integer-only embedded CPU; see :mod:`goose_neuro.export.int_ref`)."""
     if target not in TARGETS:
         raise ExportError(f"unknown Loihi target {target!r}; choose one of {', '.join(TARGETS)}")
+    if host not in int_ref.HOST_FORMATS:
+        raise ExportError(f"host={host!r}: choose one of {', '.join(int_ref.HOST_FORMATS)}")
+    if population is None:
+        population = "host" if target == "loihi" else "core"
     if population not in ("core", "host") or (population == "host" and target != "loihi"):
         raise ExportError(f"population={population!r}: use 'core', or 'host' with target loihi "
                           f"(Loihi 2 runs the exact neuron on its programmable cores)")
@@ -274,8 +332,8 @@ def quantize(graph, target: str, frac_bits: int | None = None, population: str =
     for i in range(L):
         for role in ROLES:
             name = f"L{i}.{role}"
-            pop = _population(graph, name, target, frac_bits, params, rep, population)
-            outputs, w = _chain(graph, name, target, params, rep)
+            pop = _population(graph, name, target, frac_bits, params, rep, population, host)
+            outputs, w = _chain(graph, name, target, params, rep, host)
             chains.append({"name": name, "net_file": f"chains/{name}.net", "population": pop,
                            "outputs": outputs, "weight_shape": list(w.shape),
                            "net_layers": ["input", "dense"] if pop["kind"] == "cuba_onoff" else ["dense"],
@@ -283,22 +341,29 @@ def quantize(graph, target: str, frac_bits: int | None = None, population: str =
                            "readout": {"neuron": "CUBA", "iDecay": 4096, "vDecay": 4096,
                                        "vThMant": VTH_MANT_MAX, "value": "v >> 6 = counts of the "
                                        "previous step"}})
-    _host_params(graph, params, rep)
+    if host == "float64":
+        _host_params_f64(graph, params)
+    else:
+        _host_params(graph, params, rep)
     manifest = {
         "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "target": target,
+        "host_format": host,
         "model": {"vocab_size": int(cfg.get("vocab_size", 0)), "d_model": int(cfg.get("d_model", 0)),
                   "n_layers": L, "d_ffn": chains[3]["population"]["n"] if chains else 0,
                   "spike_mode": cfg.get("spike_mode")},
         "params_file": "params.npz",
-        "number_formats": {"host": "int64, Q16 (16 fractional bits), floor shifts and divisions",
+        "number_formats": {"host": "int64, Q16 (16 fractional bits), floor shifts and divisions"
+                           if host == "q16" else "IEEE float64; population inputs rounded half to even "
+                           "to integer mantissas",
                            "neuron_state": "24-bit, units of 2^-6 of a mantissa step",
                            "population_input": f"{X_BITS[target]}-bit signed mantissa, threshold "
                                                f"mantissa 2^{frac_bits}", "weights": "{-1,0,+1}, exponent 0"},
-        "time": {"lava_steps_per_token": 1, "chain_latency_steps": 2,
-                 "schedule": "pipelined: chain c handles token t at step t + 2c; its counts are read "
-                             "after step t + 2c + 1 (dense synapses deliver one step later)"},
+        "time": {"lava_steps_per_token": 1, "chain_latency_steps": 1,
+                 "schedule": "pipelined: chain c handles token t at step t + 1 + c; its synapse output "
+                             "reaches the host ops before chain c + 1 at step t + 2 + c (dense synapses "
+                             "deliver one step later); logits of token t at step t + 1 + chains"},
         "chains": chains,
-        "host_ops": _host_ops(graph, chains),
+        "host_ops": _host_ops(graph, chains, host),
         "source": {k: graph.meta.get(k) for k in ("export_version", "checkpoint", "tokenizer")},
     }
     return manifest, params, rep.items
@@ -307,14 +372,15 @@ def quantize(graph, target: str, frac_bits: int | None = None, population: str =
 def export_loihi(graph, out_dir: str | os.PathLike, target: str, **opts: Any) -> Path:
     """Quantize ``graph`` for ``target`` ('loihi' or 'loihi2') and write the package to ``out_dir``
     (replaced atomically). Options: ``population`` ('core' or, for Loihi 1, 'host'; see
-    :func:`quantize`) and ``frac_bits`` (threshold mantissa bits; default 8 for Loihi,
+    :func:`quantize`), ``host`` ('float64' or 'q16': the host ops' number format) and ``frac_bits`` (threshold mantissa bits; default 8 for Loihi,
     whose 13-bit bias then holds 16 thresholds, and 11 for Loihi 2's 16-bit input)."""
     from goose_neuro.export.netx_writer import write_net
     from goose_neuro.fileio import atomic_dir, atomic_write_json
 
-    unknown = sorted(set(opts) - {"frac_bits", "population"})
+    unknown = sorted(set(opts) - {"frac_bits", "population", "host"})
     if unknown:
-        raise ExportError(f"unknown Loihi export option(s): {', '.join(unknown)} (known: frac_bits, population)")
+        raise ExportError(f"unknown Loihi export option(s): {', '.join(unknown)} (known: frac_bits, "
+                          f"population, host)")
     manifest, params, qrep = quantize(graph, target, **opts)
     res = resource_report(manifest, target)
     manifest["resources_summary"] = res["summary"]

@@ -27,12 +27,14 @@ State is explicit and never mutated in place: ``forward(tokens, state)`` returns
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from goose_neuro.config import ModelConfig
+from goose_neuro.errors import ConfigError
 from goose_neuro.neurons import SpikeLIF
 from goose_neuro.ternary import TernaryLinear
 
@@ -152,6 +154,17 @@ def wkv(time_decay: Tensor, time_first: Tensor, k: Tensor, v: Tensor, a: Tensor,
 
 
 WKV_P_INIT = -1e30  # "minus infinity" for the WKV log-scale, finite for ONNX/fixed point
+
+
+@contextmanager
+def forward_pre_hooks(modules, hook):
+    """``hook(module, args)`` as a forward pre-hook on every module inside a ``with`` block."""
+    handles = [m.register_forward_pre_hook(hook) for m in modules]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _shift(x: Tensor, prev: Tensor) -> Tensor:
@@ -346,6 +359,30 @@ class ASNNGoose(nn.Module):
         """Cache quantized weights for fast inference (see TernaryLinear.freeze)."""
         for m in self.ternary_layers().values():
             m.freeze(on)
+        return self
+
+    def populations(self) -> dict[str, SpikeLIF]:
+        """Spiking populations by their export names (``L{i}.tm.lif_in`` ... ``L{i}.cm.lif_hid``)."""
+        out = {}
+        for i, b in enumerate(self.blocks):
+            for part, names in (("tm", ("lif_in", "lif_out")), ("cm", ("lif_in", "lif_hid"))):
+                for n in names:
+                    out[f"L{i}.{part}.{n}"] = getattr(getattr(b, part), n)
+        return out
+
+    def set_fixed_point(self, specs: dict[str, dict] | None) -> "ASNNGoose":
+        """Run the named populations as fixed-point neurons (see ``SpikeLIF.set_fixed_point``;
+        ``None`` restores float neurons everywhere). Unknown names raise ConfigError."""
+        pops = self.populations()
+        if specs is None:
+            for m in pops.values():
+                m.set_fixed_point(None)
+            return self
+        unknown = sorted(set(specs) - set(pops))
+        if unknown:
+            raise ConfigError(f"no spiking population named {unknown[0]!r} in this model")
+        for name, spec in specs.items():
+            pops[name].set_fixed_point(spec)
         return self
 
     def num_params(self) -> int:

@@ -19,6 +19,11 @@ Update rule, per channel c and token t (``beta = sigmoid(beta_logit)``,
 H is the Heaviside step in the forward pass and the chosen surrogate's
 derivative in the backward pass. Mode ``none`` is the dense ablation:
 ``out_t = x_t`` and the membrane is untouched.
+
+Fixed-point inference (:meth:`SpikeLIF.set_fixed_point`) replaces this update by the
+integer neuron of a Loihi package (12-bit decay, input mantissa, 24-bit state; the
+equations are in ``goose_neuro.export.int_ref``), so the PyTorch model runs the neuron
+arithmetic that the hardware runs. It is for inference only (no gradients).
 """
 
 from __future__ import annotations
@@ -231,10 +236,60 @@ class SpikeLIF(snntorch.SpikingNeuron):
             s = s - self.spike_grad(-mem - th)
         return s.to(mem.dtype)
 
+    def set_fixed_point(self, spec: dict | None) -> None:
+        """Run this population as a package's fixed-point neuron, or (``None``) as the float LIF.
+
+        ``spec``: ``gain`` (n,) float64 input gain ``2^fx / th``, ``dv`` (n,) 12-bit decays,
+        ``vth`` threshold mantissa, ``x_bits`` input mantissa width (what ``IntModel.pops``
+        holds for a float64-host package). Per token::
+
+            x_mant = clamp(round(x * gain), +-(2^(x_bits-1) - 1))
+            v = clip24(trunc(v * (4096 - dv) / 4096) + (x_mant << 6))
+            s = [v > vth << 6] - [v < -(vth << 6)];  v -= s * (vth << 6)
+
+        The membrane passed in and out stays in float units: ``mem = v / (64 * gain)``
+        (exact round trips in float64)."""
+        if spec is None:
+            self._fixed = None
+            return
+        if self.mode != "ternary":
+            raise ConfigError(f"fixed-point neurons exist for ternary populations only, not {self.mode!r}")
+        gain = torch.as_tensor(spec["gain"], dtype=torch.float64)
+        dv = torch.as_tensor(spec["dv"], dtype=torch.int64)
+        if gain.shape != (self.n,) or dv.shape != (self.n,) or not torch.all(gain > 0):
+            raise ConfigError(f"fixed-point spec for {self.n} neurons has gain {tuple(gain.shape)} "
+                              f"and dv {tuple(dv.shape)} (gain must be > 0)")
+        self._fixed = {"gain": gain, "keep": 4096 - dv, "vt": int(spec["vth"]) << 6,
+                       "lim": (1 << (int(spec["x_bits"]) - 1)) - 1}
+
+    @property
+    def fixed_point(self) -> bool:
+        return getattr(self, "_fixed", None) is not None
+
+    def _forward_fixed(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if torch.is_grad_enabled() and (x.requires_grad or mem.requires_grad):
+            raise ConfigError("fixed-point neurons are for inference: run under torch.no_grad()")
+        f = self._fixed
+        gain, keep = f["gain"].to(x.device), f["keep"].to(x.device)
+        vmax = (1 << 23) - 1
+        xm = torch.round(x.double() * gain).clamp(-f["lim"], f["lim"]).long()  # (B, T, n)
+        v = torch.round(mem.double() * gain * 64).long()  # (B, n) integer state
+        spikes = torch.empty_like(xm)
+        for t in range(x.shape[1]):
+            d = v * keep
+            v = (torch.sign(d) * (d.abs() >> 12) + (xm[:, t] << 6)).clamp(-vmax, vmax)
+            s = (v > f["vt"]).long() - (v < -f["vt"]).long()
+            v = v - s * f["vt"]
+            spikes[:, t] = s
+        s_all = spikes.to(x.dtype)
+        return s_all * self.amplitude.to(x.dtype), s_all, (v.double() / (gain * 64)).to(mem.dtype)
+
     def forward(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Fast path: one fused autograd node for the whole token loop."""
         if self.mode == "none":
             return x, x, mem
+        if self.fixed_point:
+            return self._forward_fixed(x, mem)
         dtype = torch.promote_types(x.dtype, mem.dtype)
         return _LIFScan.apply(
             x.to(dtype), mem.to(dtype), self.beta.to(dtype), self.th.to(dtype), self.amplitude.to(dtype),

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from _energy_fixtures import tiny_checkpoint, tiny_text
 from goose_neuro.cli.energy import main

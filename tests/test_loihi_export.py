@@ -27,26 +27,31 @@ def graph():
     return _graph()
 
 
-@pytest.mark.parametrize("target", ["loihi", "loihi2"])
-def test_fixed_point_bounds(graph, target):
-    man, params, rep = loihi.quantize(graph, target)
-    assert man["format_version"] == 1 and man["target"] == target
+@pytest.mark.parametrize("target, population, host, x_bits", [
+    ("loihi", "core", "float64", 13), ("loihi", "host", "float64", 18), ("loihi2", "core", "float64", 18),
+    ("loihi2", "core", "q16", 18)])
+def test_fixed_point_bounds(graph, target, population, host, x_bits):
+    man, params, rep = loihi.quantize(graph, target, population=population, host=host)
+    assert man["format_version"] == 1 and man["target"] == target and man["host_format"] == host
     assert len(man["chains"]) == 4
     for ch in man["chains"]:
         pop = ch["population"]
         dv = params[ch["name"] + ".dv"]
         assert dv.min() >= 0 and dv.max() <= 4095  # 12-bit decay
         assert 0 < pop["vth_mant"] <= (1 << 17) - 1  # 17-bit threshold mantissa
-        assert pop["x_bits"] == (13 if target == "loihi" else 18)
+        assert pop["x_bits"] == x_bits
         w = params[ch["name"] + ".weight"]
         assert w.dtype == np.int8 and set(np.unique(w)) <= {-1, 0, 1}
         cols = 2 * pop["n"] if target == "loihi" else pop["n"]
         assert w.shape[1] == cols
-        if target == "loihi":  # one decay per lava LIF process
+        if population == "core" and target == "loihi":  # one decay per lava LIF process
             assert np.unique(dv).size == 1
-    # every rounding is reported with its size
-    assert rep["L0.tm.lif_in.gain"]["kind"] == "rounding"
+        gain = params[ch["name"] + ".gain"]
+        assert gain.dtype == (np.float64 if host == "float64" else np.int64)
+    # every rounding is reported with its size (a float64 host rounds no host parameter)
     assert rep["L0.tm.lif_in.beta"]["max_abs_error"] <= 0.5 / 4096 + 1e-12
+    assert ("L0.tm.lif_in.gain" in rep) == (host == "q16")
+    assert ("emb" in rep) == (host == "q16")
 
 
 def test_ternary_weights_fit_exactly(graph):
@@ -90,9 +95,10 @@ def test_cuba_semantics_of_reference():
     assert [tuple(t) for t in s] == [(0, 0), (1, 0), (0, 0), (0, 1)]
 
 
-@pytest.mark.parametrize("target, population", [("loihi", "core"), ("loihi", "host"), ("loihi2", "core")])
-def test_reference_tracks_float_model(graph, target, population, tmp_path):
-    loihi.export_loihi(graph, tmp_path / "pkg", target, population=population)
+@pytest.mark.parametrize("target, population, host", [
+    ("loihi", "core", "float64"), ("loihi", "host", "q16"), ("loihi2", "core", "q16")])
+def test_reference_tracks_float_model(graph, target, population, host, tmp_path):
+    loihi.export_loihi(graph, tmp_path / "pkg", target, population=population, host=host)
     im = loihi.load_int_model(tmp_path / "pkg")
     toks = np.random.default_rng(1).integers(0, 256, size=48)
     r = im.run(toks)
@@ -106,7 +112,38 @@ def test_reference_tracks_float_model(graph, target, population, tmp_path):
     # instead of subtracting (measured ~86% here)
     exact_neuron = target == "loihi2" or population == "host"
     assert (got == first).mean() > (0.99 if exact_neuron else 0.8)
-    assert r["logits"].shape == (48, 256) and r["logits"].dtype == np.int64
+    assert r["logits"].shape == (48, 256)
+    assert r["logits"].dtype == (np.int64 if host == "q16" else np.float64)
+
+
+@pytest.mark.parametrize("target", ["loihi", "loihi2"])
+def test_pytorch_fixed_point_model_equals_reference(tmp_path, target):
+    """With a float64 host, the PyTorch model running the package's fixed-point neurons computes
+    the same spikes as the integer reference, in every population, and the same logits."""
+    from goose_neuro.export.lava_check import _ternary_spikes, fixed_point_specs
+
+    torch.manual_seed(3)
+    model = ASNNGoose(preset("tiny", n_layers=2)).eval().double().freeze_ternary()
+    loihi.export_loihi(lower(model), tmp_path / "pkg", target)
+    im = loihi.load_int_model(tmp_path / "pkg")
+    assert im.host_format == "float64" and {p.kind for p in im.pops} == {
+        "host_onoff" if target == "loihi" else "ternary_sub"}
+    toks = np.random.default_rng(2).integers(0, 256, size=64)
+    r = im.run(toks)
+    model.set_fixed_point(fixed_point_specs(im))
+    with torch.no_grad():
+        out = model.run(torch.from_numpy(toks)[None], collect=True)
+    total = 0
+    for c, pop in enumerate(im.pops):
+        layer, part, role = pop.name.split(".")
+        mine = out.spikes[f"{layer}.{part}_{role.split('_')[1]}"][0].numpy().astype(np.int64)
+        np.testing.assert_array_equal(mine, _ternary_spikes(pop, r["spikes"][c]), err_msg=pop.name)
+        total += int(np.abs(mine).sum())
+    assert total > 500  # the populations do spike
+    np.testing.assert_allclose(out.logits[0].numpy(), r["logits"], rtol=0, atol=1e-6)
+    # the float neurons are a different (unquantized) model: same shape, not the same spikes
+    model.set_fixed_point(None)
+    assert not any(m.fixed_point for m in model.populations().values())
 
 
 def test_package_files_and_resources(graph, tmp_path):
@@ -144,6 +181,7 @@ def test_loihi1_limits_are_checked(graph):
     ({"target": "loihi2", "frac_bits": 17}, "17 bits"),
     ({"target": "loihi2", "colour": 1}, "unknown Loihi export option"),
     ({"target": "loihi2", "population": "host"}, "population='host'"),
+    ({"target": "loihi2", "host": "q32"}, "host='q32'"),
 ])
 def test_bad_inputs_fail_cleanly(graph, tmp_path, kwargs, msg):
     out = tmp_path / "pkg"
@@ -160,7 +198,7 @@ def test_unrepresentable_values_refused(tmp_path):
     g = _graph()
     g.nodes["emb"].weight[0, 0] = 1e30
     with pytest.raises(ExportError, match="does not fit"):
-        loihi.export_loihi(g, tmp_path / "b", "loihi2")
+        loihi.export_loihi(g, tmp_path / "b", "loihi2", host="q16")
     with pytest.raises(ExportError, match="spike_mode='none'"):
         loihi.export_loihi(_graph(spike_mode="none"), tmp_path / "c", "loihi2")
     with pytest.raises(ExportError, match="amplitude_mode='shared'"):
@@ -178,6 +216,27 @@ def test_export_cli(tmp_path):
     assert (tmp_path / "out" / "manifest.json").is_file()
     assert main(["--target", "loihi2", str(tmp_path / "ck"), "-o", str(tmp_path / "o2"), "--opt", "frac_bits=40"]) == 2
     assert not (tmp_path / "o2").exists()
+    assert main(["--target", "loihi2", str(tmp_path / "ck"), "-o", str(tmp_path / "o3"), "--opt", "host=q32"]) == 2
+    assert not (tmp_path / "o3").exists()
+    assert main(["--target", "loihi2", str(tmp_path / "ck"), "-o", str(tmp_path / "o4"), "--opt", "host=q16"]) == 0
+    assert json.loads((tmp_path / "o4" / "manifest.json").read_text())["host_format"] == "q16"
+
+
+def test_manifest_without_host_format_is_q16(graph, tmp_path):
+    """Packages written before the float64 host carry no host_format: they load as Q16."""
+    out = loihi.export_loihi(graph, tmp_path / "pkg", "loihi2", host="q16")
+    toks = np.arange(10) * 7
+    want = loihi.load_int_model(out).run(toks)["logits"]
+    man = json.loads((out / "manifest.json").read_text())
+    del man["host_format"]
+    (out / "manifest.json").write_text(json.dumps(man))
+    im = loihi.load_int_model(out)
+    assert im.host_format == "q16"
+    np.testing.assert_array_equal(im.run(toks)["logits"], want)
+    man["host_format"] = "q8"
+    (out / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ExportError, match="not a readable Loihi package"):
+        loihi.load_int_model(out)
 
 
 def test_tampered_package_is_refused(graph, tmp_path):

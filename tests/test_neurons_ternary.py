@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,41 @@ def test_fused_scan_equals_snntorch_reference(mode, sname, slope, amp_mode):
     for a, b in zip(g1, g2):
         # snnTorch's surrogate returns float32 spikes, so its path rounds the incoming gradient to float32
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), (a - b).abs().max()
+
+
+def test_fixed_point_neuron_equals_integer_reference():
+    """SpikeLIF.set_fixed_point runs int_ref.Population's update bit for bit (decay truncation,
+    input clamps, 24-bit clip, subtract reset), and step-by-step calls equal one sequence call."""
+    from goose_neuro.errors import ConfigError
+    from goose_neuro.export import int_ref
+
+    n, T = 64, 40
+    rng = np.random.default_rng(0)
+    lif = SpikeLIF(n, mode="ternary")
+    th = rng.uniform(0.2, 2.0, n)
+    dv = rng.integers(0, 4096, n)
+    dv[:3] = (0, 4095, 1)
+    spec = {"gain": 2.0 ** 11 / th, "dv": dv, "vth": 1 << 11, "x_bits": 18}
+    x = rng.normal(0, 3, (1, T, n)) * th
+    x[0, 5, :4] = [200.0, -200.0, 1e9, -1e9]  # beyond the 18-bit mantissa: clamped
+    pop = int_ref.Population("p", n, "ternary_sub", dv, 1 << 11, spec["gain"], 18)
+    want = np.stack([pop.step(pop.input_mantissa(x[0, t])) for t in range(T)])
+    assert pop.clamps >= 4 and set(np.unique(want)) == {-1, 0, 1}
+    lif.set_fixed_point(spec)
+    assert lif.fixed_point
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        _, s, mem = lif(xt, torch.zeros(1, n, dtype=torch.float64))
+        np.testing.assert_array_equal(s[0].numpy().astype(np.int64), want)
+        mem_i, steps = torch.zeros(1, n, dtype=torch.float64), []
+        for t in range(T):
+            _, st, mem_i = lif(xt[:, t:t + 1], mem_i)
+            steps.append(st[0, 0])
+    np.testing.assert_array_equal(torch.stack(steps).numpy(), s[0].numpy())
+    np.testing.assert_array_equal(np.round(mem[0].numpy() * spec["gain"] * 64).astype(np.int64), pop.v)
+    with pytest.raises(ConfigError, match="inference"):
+        lif(xt.clone().requires_grad_(True), torch.zeros(1, n, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="ternary"):
+        SpikeLIF(4, mode="binary").set_fixed_point({"gain": np.ones(4), "dv": np.zeros(4), "vth": 1, "x_bits": 8})
+    lif.set_fixed_point(None)
+    assert not lif.fixed_point

@@ -79,7 +79,11 @@ def _body(argv: Sequence[str] | None) -> int:
     p.add_argument("--prefill", action="store_true",
                    help="ONNX only: also write prefill.onnx (Scan over a whole prompt)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra option passed to the loihi/nir exporter (value parsed as JSON if it can be)")
+                   help="extra option for the loihi/loihi2 exporter (value parsed as JSON if it can be): "
+                        "host=float64|q16 (number format of the host-side ops; default float64), "
+                        "population=host|core (Loihi 1 neurons: exact on the host (default), or CUBA "
+                        "ON/OFF compartments on cores, an approximation), frac_bits=N (threshold "
+                        "mantissa bits)")
     a = p.parse_args(argv)
     out = export(a.target, a.checkpoint, a.out, a.variant, _opts(a.opt), a.prefill)
     sys.stdout.write(f"goose-export: wrote {a.target} to {out}\n")
