@@ -77,6 +77,11 @@ class _Report:
                             "max_abs_error": float(err.max(initial=0.0)),
                             "max_rel_error": float(rel.max(initial=0.0))}
 
+    def runtime(self, name: str, count: int, max_abs_error: float, note: str) -> None:
+        """A rounding that happens while the package runs (its size is known in advance)."""
+        self.items[name] = {"kind": "runtime_rounding", "count": int(count),
+                            "max_abs_error": float(max_abs_error), "note": note}
+
     def clamp(self, name: str, count: int, size: float, note: str) -> None:
         if count:
             self.items[name] = {"kind": "clamp", "count": int(count), "max_abs_error": float(size), "note": note}
@@ -149,11 +154,18 @@ def _population(graph, name: str, target: str, frac_bits: int, params: dict, rep
     if vth > VTH_MANT_MAX:
         raise ExportError(f"frac_bits={frac_bits}: threshold mantissa 2^{frac_bits} exceeds the 17-bit "
                           f"limit {VTH_MANT_MAX}; use frac_bits <= 16")
+    kind = "ternary_sub" if target == "loihi2" else ("host_onoff" if population == "host" else "cuba_onoff")
+    x_bits = X_BITS["loihi2"] if kind == "host_onoff" else X_BITS[target]  # host neurons: Loihi 2 widths
     if host == "float64":
-        gain = 2.0 ** frac_bits / th  # float64, exact inputs rounded by the host
+        gain = 2.0 ** frac_bits / th  # float64: the host rounds each input to the nearest step
+        rep.runtime(f"{name}.input", n, float(th.max()) / 2 ** (frac_bits + 1),
+                    f"each token's input rounded half to even to a step of threshold / 2^{frac_bits}; "
+                    f"inputs beyond the {x_bits}-bit "
+                    f"mantissa are clamped (counted by the integer reference)")
     else:
         gain = _q(2.0 ** frac_bits / th, FRAC, f"{name}.gain", rep, limit_bits=40)
-    kind = "ternary_sub" if target == "loihi2" else ("host_onoff" if population == "host" else "cuba_onoff")
+        rep.runtime(f"{name}.input", n, float(th.max()) / 2 ** frac_bits,
+                    f"each token's Q16 input floored to a step of threshold / 2^{frac_bits}")
     if kind == "cuba_onoff":
         exact = np.full(n, float(np.median(beta)))
         rep.rounding(f"{name}.beta_shared", beta, np.round(exact * 4096), 4096.0)
@@ -168,7 +180,7 @@ def _population(graph, name: str, target: str, frac_bits: int, params: dict, rep
     params[f"{name}.dv"] = dv.astype(np.int64)
     params[f"{name}.gain"] = gain
     return {"node": name, "n": n, "kind": kind, "vth_mant": vth,
-            "x_bits": X_BITS["loihi2"] if kind == "host_onoff" else X_BITS[target],
+            "x_bits": x_bits,
             "frac_bits": frac_bits, "bias_exp": 6, "du": 4095,
             "compartments": {"cuba_onoff": 2 * n, "ternary_sub": n, "host_onoff": 0}[kind],
             "spike_message_bits": 2 if kind == "ternary_sub" else 0,  # graded signed +-1, or binary ON/OFF

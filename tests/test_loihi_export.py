@@ -52,6 +52,9 @@ def test_fixed_point_bounds(graph, target, population, host, x_bits):
     assert rep["L0.tm.lif_in.beta"]["max_abs_error"] <= 0.5 / 4096 + 1e-12
     assert ("L0.tm.lif_in.gain" in rep) == (host == "q16")
     assert ("emb" in rep) == (host == "q16")
+    th = graph.nodes["L0.tm.lif_in"].threshold
+    step = float(np.max(th)) / 2 ** man["chains"][0]["population"]["frac_bits"]
+    assert rep["L0.tm.lif_in.input"]["max_abs_error"] == pytest.approx(step / 2 if host == "float64" else step)
 
 
 def test_ternary_weights_fit_exactly(graph):
