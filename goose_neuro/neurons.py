@@ -211,6 +211,7 @@ class SpikeLIF(snntorch.SpikingNeuron):
         self.mode = mode
         self._sname, self._slope = surrogate_name, float(slope)
         self.beta_logit = nn.Parameter(torch.full((n,), math.log(beta_init / (1 - beta_init))))
+        self._fixed: dict | None = None  # fixed-point neuron spec (set_fixed_point), None = float LIF
 
     # -- parameters as used by the update rule -------------------------------
     @property
@@ -264,7 +265,7 @@ class SpikeLIF(snntorch.SpikingNeuron):
 
     @property
     def fixed_point(self) -> bool:
-        return getattr(self, "_fixed", None) is not None
+        return self._fixed is not None
 
     def _forward_fixed(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if torch.is_grad_enabled() and (x.requires_grad or mem.requires_grad):

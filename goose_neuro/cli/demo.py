@@ -340,8 +340,9 @@ def stage_check_lava(plan: Plan, st: Stage) -> None:
                  f"the integer reference, logits {'identical' if lv['logits_identical'] else 'differ'}")
     if f:
         st.result += (f"; int vs PyTorch ({'fixed-point' if 'spike_mismatches_vs_pytorch' in f else 'float'} "
-                      f"neurons) argmax {f['argmax_agreement']:.2%} over {f['eval_tokens']} tokens, "
-                      f"ppl {f['ppl_int']:.2f} vs float {f['ppl_float']:.2f}")
+                      f"neurons) argmax {f['argmax_agreement']:.2%} over {f['eval_tokens']} tokens "
+                      f"({f['argmax_agreement_float_neurons']:.2%} vs float neurons), "
+                      f"ppl {f['ppl_int']:.3f} vs float {f['ppl_float']:.3f}")
     if rep["passed"]:
         st.status = OK
         return
