@@ -79,21 +79,23 @@ def _surrogate_grad_(name: str, slope: float, u: Tensor) -> Tensor:
 def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary: bool):
     """Token loop of the update rule; returns (m_t before reset, s_t, final membrane).
 
-    Written with as few ops per token as possible (fused multiply-adds, outputs stacked
-    once at the end): at this size the loop's cost is per-op overhead, not arithmetic.
+    Written with as few ops per token as possible (fused multiply-adds, results written
+    straight into the preallocated outputs): at this size the loop's cost is per-op
+    overhead, not arithmetic. Ternary spikes are ``sign(m) * [|m| > th]``, which equals
+    ``[m > th] - [m < -th]``.
     """
-    mems: list[Tensor] = []
-    spikes: list[Tensor] = []
-    neg_th = -th
+    mems = torch.empty_like(x)
+    spikes = torch.empty_like(x)
     for t in range(x.shape[1]):
-        mem = torch.addcmul(x[:, t], beta, mem)  # beta * mem + x_t
-        s = (mem > th).to(x.dtype)
+        m = mems[:, t]
+        torch.addcmul(x[:, t], beta, mem, out=m)  # beta * mem + x_t
+        s = spikes[:, t]
         if ternary:
-            s = s - (mem < neg_th).to(x.dtype)
-        mems.append(mem)
-        spikes.append(s)
-        mem = torch.addcmul(mem, s, th, value=-1.0)  # subtract reset
-    return torch.stack(mems, 1), torch.stack(spikes, 1), mem
+            torch.mul(torch.sign(m), m.abs() > th, out=s)
+        else:
+            s.copy_(m > th)
+        mem = torch.addcmul(m, s, th, value=-1.0)  # subtract reset
+    return mems, spikes, mem
 
 
 def _lif_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):

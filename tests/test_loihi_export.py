@@ -138,8 +138,8 @@ def test_pytorch_fixed_point_model_equals_reference(tmp_path, target):
         out = model.run(torch.from_numpy(toks)[None], collect=True)
     total = 0
     for c, pop in enumerate(im.pops):
-        layer, part, role = pop.name.split(".")
-        mine = out.spikes[f"{layer}.{part}_{role.split('_')[1]}"][0].numpy().astype(np.int64)
+        layer, part, lif = pop.name.split(".")
+        mine = out.spikes[f"{layer}.{part}_{lif.removeprefix('lif_')}"][0].numpy().astype(np.int64)
         np.testing.assert_array_equal(mine, _ternary_spikes(pop, r["spikes"][c]), err_msg=pop.name)
         total += int(np.abs(mine).sum())
     assert total > 500  # the populations do spike
