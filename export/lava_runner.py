@@ -90,6 +90,14 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
+def _cpu_fixed_pt_model(proc):
+    """Register a Python process model for ``proc``: Loihi protocol, CPU, tag ``fixed_pt`` (the tag
+    ``Loihi2SimCfg(select_tag="fixed_pt")`` picks)."""
+    def register(model):
+        return implements(proc=proc, protocol=LoihiProtocol)(requires(CPU)(tag("fixed_pt")(model)))
+    return register
+
+
 class GooseTernaryNeuron(AbstractProcess):
     """Ternary LIF with subtract reset, per-neuron 12-bit decay, graded +-1 spikes:
     ``v = clip24(trunc(v*(4096-dv)/4096) + (a << 6))``,
@@ -105,9 +113,7 @@ class GooseTernaryNeuron(AbstractProcess):
         self.vth = Var(shape=(1,), init=int(vth))
 
 
-@implements(proc=GooseTernaryNeuron, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_cpu_fixed_pt_model(GooseTernaryNeuron)
 class PyGooseTernaryNeuron(PyLoihiProcessModel):
     a_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=2)
@@ -137,9 +143,7 @@ class HostSpikeInjector(AbstractProcess):
         self.s_out = OutPort(shape=shape)
 
 
-@implements(proc=HostSpikeInjector, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_cpu_fixed_pt_model(HostSpikeInjector)
 class PyHostSpikeInjector(PyLoihiProcessModel):
     a_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
@@ -168,9 +172,7 @@ class HostSegment(AbstractProcess):
         self.logits = Var(shape=(n, vocab) if head else (1, 1), init=0)
 
 
-@implements(proc=HostSegment, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_cpu_fixed_pt_model(HostSegment)
 class PyHostSegment(PyLoihiProcessModel):
     counts_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     ctx_in = LavaPyType(PyInPort.VEC_DENSE, np.float64)
