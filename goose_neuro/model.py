@@ -35,7 +35,10 @@ from torch import Tensor, nn
 
 from goose_neuro.config import ModelConfig
 from goose_neuro.errors import ConfigError
-from goose_neuro.neurons import SpikeLIF
+from goose_neuro.fixed_point import NeuronFormat, neuron_format
+from goose_neuro.neurons import NEURON_CLASSES, SpikeLIF, TernaryLIFNeuron
+
+Neuron = SpikeLIF | TernaryLIFNeuron
 from goose_neuro.ternary import TernaryLinear
 
 State = dict[str, Tensor]
@@ -172,8 +175,8 @@ def _shift(x: Tensor, prev: Tensor) -> Tensor:
     return torch.cat([prev[:, None], x[:, :-1]], dim=1)
 
 
-def _lif(cfg: ModelConfig, n: int) -> SpikeLIF:
-    return SpikeLIF(
+def _lif(cfg: ModelConfig, n: int) -> Neuron:
+    lif = NEURON_CLASSES[cfg.neuron](
         n,
         mode=cfg.spike_mode,
         surrogate_name=cfg.surrogate,
@@ -182,6 +185,9 @@ def _lif(cfg: ModelConfig, n: int) -> SpikeLIF:
         beta_init=cfg.beta_init,
         amplitude_mode=cfg.amplitude_mode,
     )
+    if cfg.fixed_point:
+        lif.set_fixed_point(neuron_format(cfg.neuron, cfg.frac_bits))
+    return lif
 
 
 def _tlin(cfg: ModelConfig, d_in: int, d_out: int) -> TernaryLinear:
@@ -296,22 +302,23 @@ class ASNNGoose(nn.Module):
     # -- state ---------------------------------------------------------------
     def state_spec(self) -> dict[str, int]:
         """Name -> width of every recurrent state tensor (each is (B, width))."""
-        C, Fh, spec = self.cfg.d_model, self.cfg.d_ffn, {}
         spiking = self.cfg.spike_mode != "none"
+        k = 2 if spiking and self.cfg.neuron == "ternary_lif" else 1  # [v, u] per TernaryLIF neuron
+        C, Fh, spec = self.cfg.d_model, self.cfg.d_ffn, {}
         for i in range(self.cfg.n_layers):
             pre = f"L{i}."
             spec[pre + "tm_shift"] = C
             if spiking:
-                spec[pre + "tm_mem_in"] = C
+                spec[pre + "tm_mem_in"] = k * C
             spec[pre + "wkv_a"] = C
             spec[pre + "wkv_b"] = C
             spec[pre + "wkv_p"] = C
             if spiking:
-                spec[pre + "tm_mem_out"] = C
+                spec[pre + "tm_mem_out"] = k * C
             spec[pre + "cm_shift"] = C
             if spiking:
-                spec[pre + "cm_mem_in"] = C
-                spec[pre + "cm_mem_hid"] = Fh
+                spec[pre + "cm_mem_in"] = k * C
+                spec[pre + "cm_mem_hid"] = k * Fh
         return spec
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
@@ -361,7 +368,7 @@ class ASNNGoose(nn.Module):
             m.freeze(on)
         return self
 
-    def populations(self) -> dict[str, SpikeLIF]:
+    def populations(self) -> dict[str, Neuron]:
         """Spiking populations by their export names (``L{i}.tm.lif_in`` ... ``L{i}.cm.lif_hid``)."""
         out = {}
         for i, b in enumerate(self.blocks):
@@ -370,20 +377,22 @@ class ASNNGoose(nn.Module):
                     out[f"L{i}.{part}.{n}"] = getattr(getattr(b, part), n)
         return out
 
-    def set_fixed_point(self, specs: dict[str, dict] | None) -> "ASNNGoose":
-        """Run the named populations as fixed-point neurons (see ``SpikeLIF.set_fixed_point``;
-        ``None`` restores float neurons everywhere). Unknown names raise ConfigError."""
-        pops = self.populations()
-        if specs is None:
-            for m in pops.values():
-                m.set_fixed_point(None)
-            return self
-        unknown = sorted(set(specs) - set(pops))
-        if unknown:
-            raise ConfigError(f"no spiking population named {unknown[0]!r} in this model")
-        for name, spec in specs.items():
-            pops[name].set_fixed_point(spec)
+    def set_fixed_point(self, fmt: NeuronFormat | None) -> "ASNNGoose":
+        """Run every population with the integer neuron of ``fmt`` (``None``: float neurons).
+        A model built with ``cfg.fixed_point`` already runs its own format; this switches a float
+        model to its deployed arithmetic (post-training quantization) or back."""
+        for m in self.populations().values():
+            m.set_fixed_point(fmt)
         return self
+
+    def deployed_format(self, frac_bits: int | None = None) -> NeuronFormat:
+        """The integer neuron format this model deploys with: its own when trained in fixed point
+        (``frac_bits`` must then agree), else the post-training format for ``frac_bits``."""
+        cfg = self.cfg
+        if cfg.fixed_point and frac_bits not in (None, cfg.frac_bits):
+            raise ConfigError(f"this model was trained with fixed-point neurons at frac_bits={cfg.frac_bits}; "
+                              f"it cannot be deployed with frac_bits={frac_bits}")
+        return neuron_format(cfg.neuron, cfg.frac_bits if frac_bits is None else frac_bits)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

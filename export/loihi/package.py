@@ -1,0 +1,344 @@
+"""A Loihi / Loihi 2 package: the placement of an IR graph turned into files Lava runs.
+
+``export_loihi(graph, out_dir, target)`` writes (atomically: nothing half-written)::
+
+    OUT/manifest.json      format goose-neuro-loihi v2: options, placement, chains, host program
+    OUT/params.npz         every parameter: population integers, readout scales, host op arrays
+    OUT/chains/<pop>.net   one lava-dl netx HDF5 chain per population: its synapses and readouts
+    OUT/quantization.json  every rounding and clamp with its size
+    OUT/resources.json/.md resource estimate against hardware_profiles/<target>.yaml
+
+Everything is derived from :func:`goose_neuro.export.placement.place` (what runs where) and
+:mod:`goose_neuro.fixed_point` (the integer neuron), generically over the IR: the exporter knows
+node types, never a block's layout.
+
+Chains. Population ``c`` (lava-nc ``TernaryLIF``, a programmable subtract-reset neuron, or on
+Loihi 1 a host neuron / CUBA ON/OFF pair) feeds a netx ``dense`` layer whose weights are
+{-1, 0, +1} (netx turns them into mantissa +-128 with weight exponent -7, exactly +-1) and whose
+neurons are the readouts: one per row, rows ``[P; N]`` per synapse node with split TTQ scales or
+``[S]`` with equal ones (Loihi 1 ON/OFF input doubles the columns: ``[P, -P]``). Loihi 2 readouts
+are sigma neurons (netx ``SDNN`` with ``sigma_output``) that send the running sum of the counts as
+graded spikes; Loihi 1 readouts are CUBA compartments (``iDecay = vDecay = 4096``: ``v = counts
+<< 6``) whose state the host reads each step.
+
+Host program (``manifest.host``): every other IR node, with its fields and its arrays in
+``params.npz``, in segments (see :mod:`goose_neuro.export.loihi.host`), in float64 (default) or
+Q16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goose_neuro.errors import ExportError
+from goose_neuro.export import ir
+from goose_neuro.export.loihi import host as hostmod
+from goose_neuro.export.placement import TARGETS, Placement, place
+from goose_neuro.fixed_point import NeuronFormat
+
+MANIFEST_FORMAT = "goose-neuro-loihi"
+MANIFEST_VERSION = 2
+PARAMS_FILE = "params.npz"
+OPTIONS = ("population", "host", "frac_bits")
+
+
+def target_formats(target: str) -> dict[str, int]:
+    """Integer formats of ``target`` from its hardware profile."""
+    # PROVISIONAL until the profile loader (goose_neuro.hardware_profiles) carries `formats`
+    fm = {"decay_bits": 12, "state_bits": 24, "threshold_mantissa_bits": 17, "synaptic_input_bits": 16,
+          "activation_shift_bits": 6, "weight_mantissa_bits": 8, "bias_mantissa_bits": 13}
+    fm["spike_payload_bits"] = 24 if target == "loihi2" else 1
+    return fm
+
+
+class _Report:
+    """Every rounding and clamp: name -> {kind, count, max_abs_error, ...}."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def rounding(self, name: str, exact, stored, scale: float) -> None:
+        exact = np.asarray(exact, dtype=np.float64)
+        err = np.abs(np.asarray(stored, dtype=np.float64) / scale - exact)
+        self.items[name] = {"kind": "rounding", "count": int(exact.size), "max_abs_error": float(err.max(initial=0.0)),
+                            "max_rel_error": float((err / np.maximum(np.abs(exact), 1e-30)).max(initial=0.0))}
+
+    def runtime(self, name: str, count: int, max_abs_error: float, note: str) -> None:
+        self.items[name] = {"kind": "runtime_rounding", "count": int(count), "max_abs_error": float(max_abs_error),
+                            "note": note}
+
+    def clamp(self, name: str, count: int, size: float, note: str) -> None:
+        if count:
+            self.items[name] = {"kind": "clamp", "count": int(count), "max_abs_error": float(size), "note": note}
+
+
+def _population_params(lif: ir.LIF, pop, fmt: NeuronFormat, host: str, params: dict, rep: _Report) -> dict:
+    """Integer parameters of one population (from goose_neuro.fixed_point); returns their keys."""
+    name, th = pop.node, np.asarray(lif.threshold, dtype=np.float64)
+    beta = np.asarray(lif.beta, dtype=np.float64)
+    if pop.neuron == "cuba_onoff":  # lava LIF: one dv per process
+        beta = np.full(1, float(np.median(beta)))
+        rep.rounding(f"{name}.beta_shared", lif.beta, np.round(np.full(lif.n, beta[0]) * fmt.unit), fmt.unit)
+    elif pop.neuron == "ternary_lif":
+        beta = beta[:1]  # one value per population, repeated per channel in the IR
+    dv = fmt.dv(beta)
+    rep.rounding(f"{name}.beta", beta, fmt.unit - dv, float(fmt.unit))
+    rep.clamp(f"{name}.dv", int((np.round(fmt.unit * beta) < 1).sum()), 1 / fmt.unit,
+              "decay below 2^-12 raised to 2^-12 (12-bit dv)")
+    keys = {"dv": f"{name}.dv", "gain": f"{name}.gain"}
+    params[keys["dv"]] = dv
+    if pop.neuron == "ternary_lif":
+        bu = np.asarray(lif.beta_u, dtype=np.float64)[:1]
+        du = fmt.du(bu)
+        rep.rounding(f"{name}.beta_u", bu, fmt.unit - 1 - du, float(fmt.unit))
+        keys["du"] = f"{name}.du"
+        params[keys["du"]] = du
+    gain = fmt.gain(th)
+    if host == "float64":
+        params[keys["gain"]] = gain
+        rep.runtime(f"{name}.input", lif.n, float(th.max()) / 2 ** (fmt.frac_bits + 1),
+                    f"each token's input rounded half to even to a step of threshold / 2^{fmt.frac_bits}; inputs "
+                    f"beyond the {pop.input_bits}-bit mantissa are clamped")
+    else:
+        params[keys["gain"]] = hostmod._q_checked(gain, hostmod.FRAC, f"{name}.gain", 40)
+        rep.runtime(f"{name}.input", lif.n, float(th.max()) / 2 ** fmt.frac_bits,
+                    f"each token's Q16 input floored to a step of threshold / 2^{fmt.frac_bits}")
+    return keys
+
+
+def _chain_weight(graph: ir.Graph, pl: Placement, c: int, params: dict, host: str) -> tuple[np.ndarray, list[dict]]:
+    """The chain's {-1, 0, +1} weight (rows x inputs) and its outputs (row blocks + scale keys)."""
+    onoff = pl.populations[c].transport == "onoff"
+    blocks, outs, off = [], [], 0
+    for s in pl.synapses_of(c):
+        node = graph.nodes[s.node]
+        mats = [node.pos, node.neg] if s.encoding == "split" else [node.sign]
+        for m in mats:
+            m = np.asarray(m, dtype=np.int8)
+            blocks.append(np.hstack([m, -m]) if onoff else m)
+        keys = {"scale_pos": f"{s.node}.scale_pos", "scale_neg": f"{s.node}.scale_neg"}
+        for k in ("scale_pos", "scale_neg"):
+            v = getattr(node, k)
+            params[keys[k]] = np.asarray(v, np.float64) if host == "float64" else \
+                hostmod._q_checked(v, hostmod.FRAC, f"{s.node}.{k}", 31)
+        outs.append({"node": s.node, "offset": off, "out_features": s.out_features, "rows": s.rows,
+                     "encoding": s.encoding, **keys})
+        off += s.rows
+    w = np.vstack(blocks).astype(np.int8)
+    if not w.any():
+        raise ExportError(f"chain {pl.populations[c].node}: every synapse weight is 0; netx cannot derive a weight "
+                          f"exponent for an all-zero matrix (lava-dl netx utils.optimize_weight_bits)")
+    return w, outs
+
+
+def _host_program(graph: ir.Graph, pl: Placement, params: dict) -> dict:
+    """The host ops with their fields and array keys, segments, carried values and states."""
+    ops = []
+    for h in pl.host_ops:
+        node = graph.nodes[h.node]
+        fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)
+                  if f.name != "inputs" and not isinstance(getattr(node, f.name), (np.ndarray, dict))}
+        arrays = {}
+        for k, v in hostmod.host_arrays(node, pl.host_format).items():
+            key = f"{h.node}.{k}"
+            params[key] = v
+            arrays[k] = key
+        ops.append({"name": h.node, "type": node.type, "inputs": list(node.inputs), "segment": h.segment,
+                    "fields": fields, "arrays": arrays})
+    used = {st for h in pl.host_ops for st in graph.nodes[h.node].states()}
+    widths = graph.widths()
+    carried = sorted({v for c in pl.carry for v in c})
+    return {"format": pl.host_format, "ops": ops, "carry": pl.carry,
+            "states": {k: {"width": graph.states[k].width, "init": graph.states[k].init} for k in sorted(used)},
+            "value_widths": {v: int(widths[v]) for v in carried}, "output": graph.output_name,
+            "output_width": int(widths[graph.output_name])}
+
+
+def quantize(graph: ir.Graph, target: str, population: str | None = None, host: str = "float64",
+             frac_bits: int | None = None) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """IR graph -> (manifest, params, quantization report). Options as in :func:`place`."""
+    formats = target_formats(target)
+    pl = place(graph, target, population, host, frac_bits, formats)
+    fmt = pl.neuron_format
+    if any(p.neuron == "cuba_onoff" for p in pl.populations):  # the CUBA bias input is narrower
+        fmt = dataclasses.replace(fmt, x_bits=pl.populations[0].input_bits)
+    rep, params, chains = _Report(), {}, []
+    for c, pop in enumerate(pl.populations):
+        lif = graph.nodes[pop.node]
+        keys = _population_params(lif, pop, fmt, host, params, rep)
+        w, outs = _chain_weight(graph, pl, c, params, host)
+        wkey = f"{pop.node}.weight"
+        params[wkey] = w
+        chains.append({
+            "population": pop.node, "input": lif.inputs[0], "n": pop.n, "neuron": pop.neuron, "runs_on": pop.runs_on,
+            "transport": pop.transport, "process": pop.process, "x_bits": pop.input_bits, "vth": fmt.vth,
+            "params": keys, "weight": wkey, "net_file": f"chains/{pop.node}.net", "weight_shape": list(w.shape),
+            "net_layers": ["input", "dense"] if pop.neuron == "cuba_onoff" else ["dense"],
+            "synapse_count": int(np.count_nonzero(w)), "outputs": outs,
+            "readout": {"neuron": "SDNN sigma (graded: running sum of counts)" if pl.readout == "sigma"
+                        else "CUBA (iDecay 4096, vDecay 4096: v = counts << 6, read by the host)",
+                        "rows": int(w.shape[0])}})
+    program = _host_program(graph, pl, params)
+    if host == "q16":
+        params["exp2_table"] = hostmod.exp2_table()
+        params["log2e_q16"] = np.int64(round(np.log2(np.e) * hostmod.ONE))
+    delay = 1 if pl.readout == "sigma" else 2
+    cfg = graph.meta.get("model_config", {})
+    manifest = {
+        "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "target": target,
+        "options": {"population": pl.population_mode, "host": host, "frac_bits": pl.neuron_format.frac_bits},
+        "neuron_format": pl.neuron_format.to_dict(), "trained_fixed_point": pl.trained_fixed_point,
+        "formats": formats, "params_file": PARAMS_FILE,
+        "model": {k: cfg.get(k) for k in ("vocab_size", "d_model", "n_layers", "neuron", "spike_mode")},
+        "chains": chains, "host": program, "readout": pl.readout,
+        "time": {"steps_per_token": 1, "chain_latency_steps": delay,
+                 "schedule": f"pipelined: segment c (and population c) handle token t at Lava step "
+                             f"t + 1 + {delay} c; the head's logits of token t at step t + 1 + {delay} M"},
+        "placement": pl.to_dict(),
+        "source": {k: graph.meta.get(k) for k in ("export_version", "checkpoint", "tokenizer")},
+    }
+    return manifest, params, rep.items
+
+
+def export_loihi(graph: ir.Graph, out_dir: str | os.PathLike, target: str, **opts: Any) -> Path:
+    """Quantize ``graph`` for ``target`` ('loihi' or 'loihi2') and write the package to ``out_dir``
+    (replaced atomically). Options: ``population`` (Loihi 1: 'host' (default) or 'core'), ``host``
+    ('float64' or 'q16') and ``frac_bits`` (threshold mantissa bits; a model trained with
+    fixed-point neurons brings its own)."""
+    from goose_neuro.export.loihi.netx import write_net
+    from goose_neuro.export.loihi.resources import resource_markdown, resource_report
+    from goose_neuro.fileio import atomic_dir, atomic_write_json
+
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise ExportError(f"unknown Loihi export option(s): {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    manifest, params, qrep = quantize(graph, target, **opts)
+    res = resource_report(manifest, graph)
+    manifest["resources_summary"] = res["summary"]
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "chains").mkdir()
+        for ch in manifest["chains"]:
+            cuba = None
+            if ch["neuron"] == "cuba_onoff":
+                cuba = {"n": 2 * ch["n"], "dv": int(params[ch["params"]["dv"]][0]), "vth": ch["vth"]}
+            write_net(tmp / ch["net_file"], params[ch["weight"]], target, cuba)
+        np.savez(tmp / PARAMS_FILE, **params)
+        atomic_write_json(tmp / "quantization.json", qrep)
+        atomic_write_json(tmp / "resources.json", res)
+        (tmp / "resources.md").write_text(resource_markdown(res), encoding="utf-8")
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return Path(out_dir)
+
+
+# -- reading a package back --------------------------------------------------------------------------
+@dataclasses.dataclass
+class Package:
+    """A package read from disk and checked for consistency (:func:`load_package`)."""
+
+    path: Path
+    manifest: dict
+    params: dict[str, np.ndarray]
+    placement: Placement
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def chains(self) -> list[dict]:
+        return self.manifest["chains"]
+
+    def host_program(self) -> hostmod.HostProgram:
+        return hostmod.HostProgram(self.manifest, self.params)
+
+
+def _bad(path, why: str) -> ExportError:
+    return ExportError(f"{path}: malformed Loihi package: {why}")
+
+
+def load_package(out_dir: str | os.PathLike) -> Package:
+    """Read and validate a package: manifest schema, every parameter's presence and shape, every
+    chain file's layers and weights against the manifest. Any damage raises ExportError (one line
+    naming it), never another exception."""
+    root = Path(out_dir)
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(root, f"manifest.json unreadable ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise _bad(root, f"manifest.json is not a {MANIFEST_FORMAT} manifest")
+    if manifest.get("format_version") != MANIFEST_VERSION:
+        raise _bad(root, f"format_version {manifest.get('format_version')!r}; this goose-neuro reads "
+                         f"v{MANIFEST_VERSION} (re-export the checkpoint)")
+    try:
+        with np.load(root / str(manifest.get("params_file", PARAMS_FILE))) as z:
+            params = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise _bad(root, f"params unreadable ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
+    try:
+        pl = Placement.from_dict(manifest["placement"])
+        _validate(root, manifest, params)
+        hostmod.HostProgram(manifest, params)
+    except ExportError as e:
+        msg = str(e)
+        raise (e if "malformed" in msg else _bad(root, msg)) from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise _bad(root, f"{type(e).__name__}: {' '.join(str(e).split())[:120]}") from None
+    return Package(root, manifest, params, pl)
+
+
+def _validate(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
+    import h5py
+
+    if m.get("target") not in TARGETS:
+        raise _bad(root, f"target {m.get('target')!r}")
+    for c, ch in enumerate(m["chains"]):
+        name, n = ch["population"], int(ch["n"])
+        for k, key in ch["params"].items():
+            if key not in p:
+                raise _bad(root, f"chain {name}: parameter {key} missing from params")
+        width = 1 if ch["neuron"] in ("ternary_lif", "cuba_onoff") else n
+        for k in ("dv", "du"):
+            if k in ch["params"] and p[ch["params"][k]].shape != (width,):
+                raise _bad(root, f"chain {name}: {k} has shape {p[ch['params'][k]].shape}, expected ({width},)")
+        if p[ch["params"]["gain"]].shape != (n,):
+            raise _bad(root, f"chain {name}: gain has shape {p[ch['params']['gain']].shape}, expected ({n},)")
+        w = p.get(ch["weight"])
+        cols = 2 * n if ch["transport"] == "onoff" else n
+        rows = sum(int(o["rows"]) for o in ch["outputs"])
+        if w is None or w.shape != (rows, cols) or list(w.shape) != list(ch["weight_shape"]):
+            got = None if w is None else w.shape
+            raise _bad(root, f"chain {name}: weight {got} does not match its population ({cols} inputs) and "
+                             f"outputs ({rows} rows)")
+        off = 0
+        for o in ch["outputs"]:
+            if int(o["offset"]) != off:
+                raise _bad(root, f"chain {name}: output {o['node']} starts at row {o['offset']}, expected {off}")
+            off += int(o["rows"])
+            for k in ("scale_pos", "scale_neg"):
+                if p.get(o[k]) is None or p[o[k]].shape != (int(o["out_features"]),):
+                    raise _bad(root, f"chain {name}: {o[k]} missing or not ({o['out_features']},)")
+        path = (root / str(ch["net_file"])).resolve()
+        if root.resolve() not in path.parents:
+            raise _bad(root, f"chain {name}: net_file {ch['net_file']!r} is outside the package")
+        try:
+            with h5py.File(path, "r") as f:
+                kinds = [bytes(f[f"layer/{i}/type"][0]).rstrip(b"\0").decode() for i in range(len(f["layer"]))]
+                net_w = np.asarray(f[f"layer/{len(kinds) - 1}/weight"][()])
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+            raise _bad(root, f"{ch['net_file']}: not a readable netx chain file ({type(e).__name__})") from None
+        if kinds != list(ch["net_layers"]):
+            raise _bad(root, f"{ch['net_file']}: layers {kinds}, manifest says {ch['net_layers']}")
+        if net_w.shape != w.shape:
+            raise _bad(root, f"{ch['net_file']}: weight {net_w.shape}, manifest says {w.shape}")
+    for op in m["host"]["ops"]:
+        for k, key in op.get("arrays", {}).items():
+            if key not in p:
+                raise _bad(root, f"host op {op['name']}: array {key} missing from params")
