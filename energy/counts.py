@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from goose_neuro.energy.activity import ActivityProfile
-from goose_neuro.energy.profiles import OP_CLASSES
+from goose_neuro.hardware_profiles import OP_CLASSES
 from goose_neuro.energy.teacher_cost import layernorm_cost
 from goose_neuro.errors import ExportError
 from goose_neuro.export import ir
