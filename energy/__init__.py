@@ -11,7 +11,7 @@ from goose_neuro.energy.activity import ActivityProfile, PopulationActivity, pro
 from goose_neuro.energy.api import REPORT_KEYS, build_report, energy_report
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import price_table
-from goose_neuro.energy.profiles import OP_CLASSES, HardwareProfile, builtin_profiles, load_profile
+from goose_neuro.hardware_profiles import OP_CLASSES, HardwareProfile, builtin_profiles, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
 
 __all__ = [

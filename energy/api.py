@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from goose_neuro.energy.activity import ActivityProfile, load_tokenizer, profile_text
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
-from goose_neuro.energy.profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
+from goose_neuro.hardware_profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
 from goose_neuro.errors import ProfileError
 

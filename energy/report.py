@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from goose_neuro.energy.activity import ActivityProfile
-from goose_neuro.energy.profiles import OP_CLASSES
+from goose_neuro.hardware_profiles import OP_CLASSES
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost
 from goose_neuro.fileio import atomic_dir, check_writable_dir
 

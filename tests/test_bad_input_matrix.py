@@ -132,7 +132,7 @@ def bad_pkg(w: dict, how: str) -> str:
 
 def bad_profile(w: dict, how: str) -> str:
     p = w["tmp"] / f"prof_{how}.yaml"
-    from goose_neuro.energy.profiles import _read_text
+    from goose_neuro.hardware_profiles import _read_text
 
     good, _ = _read_text("loihi2")
     data = {"missing": None, "empty": "", "binary": None, "truncated": good[: len(good) // 3],

@@ -12,7 +12,7 @@ from _energy_fixtures import tiny_checkpoint, tiny_text
 from goose_neuro.cli.energy import main
 from goose_neuro.energy import energy_report
 from goose_neuro.energy.activity import PopulationActivity, load_tokenizer, read_tokens
-from goose_neuro.energy.profiles import OP_CLASSES
+from goose_neuro.hardware_profiles import OP_CLASSES
 
 PROFILES = ["loihi", "loihi2", "cmos45-int8"]
 

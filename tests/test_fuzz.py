@@ -1,6 +1,6 @@
 """Property-based fuzzing of the loaders that read other people's files.
 
-Targets: the hardware-profile loader (``energy.profiles.load_profile``), the checkpoint
+Targets: the hardware-profile loader (``hardware_profiles.load_profile``), the checkpoint
 config loader (``checkpoint.read_checkpoint_config``), the Loihi manifest reader
 (``export.loihi.load_int_model``) and the ONNX sidecar reader (``ort_runner.load_sidecar``).
 Inputs are arbitrary bytes/text and structured mutations of real files (a key deleted or
@@ -76,13 +76,13 @@ def _dump_json(doc) -> str:
 # -- hardware profiles ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def good_profile() -> dict:
-    from goose_neuro.energy.profiles import _read_text
+    from goose_neuro.hardware_profiles import _read_text
 
     return yaml.safe_load(_read_text("loihi2")[0])
 
 
 def _load_profile_text(path: Path, text: str) -> None:
-    from goose_neuro.energy.profiles import load_profile
+    from goose_neuro.hardware_profiles import load_profile
 
     path.write_bytes(text.encode("utf-8", errors="replace"))
     try:
@@ -111,7 +111,7 @@ def test_fuzz_profile_raw_text(tmp_path, text):
 @given(raw=VALUES)
 def test_fuzz_profile_validate_any_value(raw):
     """validate_profile on any parsed value (the YAML parser's possible outputs)."""
-    from goose_neuro.energy.profiles import validate_profile
+    from goose_neuro.hardware_profiles import validate_profile
 
     TRIED["profile (any value)"] += 1
     try:

@@ -158,7 +158,7 @@ YAML_TAGS = [
 
 @pytest.mark.parametrize("i", range(len(YAML_TAGS)))
 def test_profile_yaml_python_tags_are_refused(tmp_path, i):
-    from goose_neuro.energy.profiles import load_profile
+    from goose_neuro.hardware_profiles import load_profile
 
     marker = tmp_path / "PWNED"
     prof = tmp_path / "evil.yaml"

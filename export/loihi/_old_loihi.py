@@ -424,8 +424,8 @@ def load_int_model(out_dir: str | os.PathLike) -> int_ref.IntModel:
 
 # -- resource estimate -------------------------------------------------------------------------
 def _limits(target: str) -> tuple[dict[str, float], str]:
-    """Limits from hardware_profiles/<target>.yaml through goose_neuro.energy.profiles."""
-    from goose_neuro.energy.profiles import load_profile
+    """Limits from hardware_profiles/<target>.yaml through goose_neuro.hardware_profiles."""
+    from goose_neuro.hardware_profiles import load_profile
 
     prof = load_profile(target)
     return {k: float(f.value) for k, f in prof.limits.items()}, prof.path or target

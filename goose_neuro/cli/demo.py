@@ -374,7 +374,7 @@ def _energy_teacher(plan: Plan) -> str:
 
 def stage_energy(plan: Plan, st: Stage) -> None:
     api = _optional_import("goose_neuro.energy.api")
-    from goose_neuro.energy.profiles import builtin_profiles
+    from goose_neuro.hardware_profiles import builtin_profiles
 
     profiles = list(builtin_profiles())
     out = plan.out / "energy"

@@ -14,7 +14,7 @@ PROG = "goose-energy"
 
 
 def _parser():
-    from goose_neuro.energy.profiles import builtin_profiles
+    from goose_neuro.hardware_profiles import builtin_profiles
 
     p = make_parser(PROG, "Profile a checkpoint's spiking activity on real text and estimate its energy per "
                           "token on hardware profiles, against a GPT-2-style teacher.")
