@@ -109,9 +109,13 @@ class NeuronFormat:
 
 def _profile_formats(target: str) -> dict[str, int]:
     """Integer formats from the target's hardware profile."""
-    # PROVISIONAL until the profile loader (goose_neuro.hardware_profiles) carries `formats`
-    return {"decay_bits": 12, "state_bits": 24, "threshold_mantissa_bits": 17, "synaptic_input_bits": 16,
-            "activation_shift_bits": 6}
+    from goose_neuro.hardware_profiles import load_profile
+
+    prof = load_profile(target)
+    missing = [k for k in FORMAT_KEYS if k not in prof.formats]
+    if missing:
+        raise ConfigError(f"hardware profile {prof.path}: formats lack {', '.join(missing)}")
+    return {k: int(prof.formats[k].value) for k in FORMAT_KEYS}
 
 
 def neuron_format(neuron: str, frac_bits: int = DEFAULT_FRAC_BITS, target: str = FORMAT_TARGET) -> NeuronFormat:

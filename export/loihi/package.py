@@ -50,12 +50,10 @@ OPTIONS = ("population", "host", "frac_bits")
 
 
 def target_formats(target: str) -> dict[str, int]:
-    """Integer formats of ``target`` from its hardware profile."""
-    # PROVISIONAL until the profile loader (goose_neuro.hardware_profiles) carries `formats`
-    fm = {"decay_bits": 12, "state_bits": 24, "threshold_mantissa_bits": 17, "synaptic_input_bits": 16,
-          "activation_shift_bits": 6, "weight_mantissa_bits": 8, "bias_mantissa_bits": 13}
-    fm["spike_payload_bits"] = 24 if target == "loihi2" else 1
-    return fm
+    """Integer formats of ``target`` from its hardware profile (``formats``)."""
+    from goose_neuro.hardware_profiles import load_profile
+
+    return {k: int(f.value) for k, f in load_profile(target).formats.items()}
 
 
 class _Report:
@@ -263,10 +261,51 @@ def _bad(path, why: str) -> ExportError:
     return ExportError(f"{path}: malformed Loihi package: {why}")
 
 
+# The manifest's schema: a type, a list of one spec (every item), or a dict of specs (required keys).
+_NUM = (int, float)
+_OUTPUT = {"node": str, "offset": int, "out_features": int, "rows": int, "encoding": str, "scale_pos": str,
+           "scale_neg": str}
+_CHAIN = {"population": str, "input": str, "n": int, "neuron": str, "runs_on": str, "transport": str, "process": str,
+          "x_bits": int, "vth": int, "params": dict, "weight": str, "net_file": str, "weight_shape": [int],
+          "net_layers": [str], "synapse_count": int, "outputs": [_OUTPUT], "readout": dict}
+_OP = {"name": str, "type": str, "inputs": [str], "segment": int, "fields": dict, "arrays": dict}
+_SCHEMA = {"format": str, "format_version": int, "target": str,
+           "options": {"population": str, "host": str, "frac_bits": int}, "neuron_format": dict,
+           "trained_fixed_point": bool, "formats": dict, "params_file": str, "model": dict, "chains": [_CHAIN],
+           "host": {"format": str, "ops": [_OP], "carry": [[str]], "states": dict, "value_widths": dict,
+                    "output": str, "output_width": int},
+           "readout": str, "time": {"chain_latency_steps": int}, "placement": dict}
+
+
+def _check_schema(v: Any, spec: Any, path: str) -> str | None:
+    """The first place where ``v`` does not fit ``spec`` (None when it fits)."""
+    if isinstance(spec, dict):
+        if not isinstance(v, dict):
+            return f"{path}: expected an object"
+        for k, sub in spec.items():
+            if k not in v:
+                return f"{path}.{k}: missing"
+            bad = _check_schema(v[k], sub, f"{path}.{k}")
+            if bad:
+                return bad
+        return None
+    if isinstance(spec, list):
+        if not isinstance(v, list):
+            return f"{path}: expected a list"
+        for i, item in enumerate(v):
+            bad = _check_schema(item, spec[0], f"{path}[{i}]")
+            if bad:
+                return bad
+        return None
+    ok = isinstance(v, spec) and not (isinstance(v, bool) and spec in (int, _NUM))
+    return None if ok else f"{path}: expected {getattr(spec, '__name__', 'a number')}, got {type(v).__name__}"
+
+
 def load_package(out_dir: str | os.PathLike) -> Package:
-    """Read and validate a package: manifest schema, every parameter's presence and shape, every
-    chain file's layers and weights against the manifest. Any damage raises ExportError (one line
-    naming it), never another exception."""
+    """Read and validate a package: the manifest's schema, every parameter's presence, dtype and
+    shape, every chain file's layers and weights, and the host program's dataflow (every value
+    an op or a population reads exists where it is read). Damage raises ExportError with one line
+    naming it; a package that loads can be run."""
     root = Path(out_dir)
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -277,68 +316,138 @@ def load_package(out_dir: str | os.PathLike) -> Package:
     if manifest.get("format_version") != MANIFEST_VERSION:
         raise _bad(root, f"format_version {manifest.get('format_version')!r}; this goose-neuro reads "
                          f"v{MANIFEST_VERSION} (re-export the checkpoint)")
+    bad = _check_schema(manifest, _SCHEMA, "manifest")
+    if bad:
+        raise _bad(root, bad)
+    pfile = (root / manifest["params_file"]).resolve()
+    if root.resolve() not in pfile.parents:
+        raise _bad(root, f"params_file {manifest['params_file']!r} is outside the package")
     try:
-        with np.load(root / str(manifest.get("params_file", PARAMS_FILE))) as z:
+        with np.load(pfile) as z:  # allow_pickle=False: an object array is refused, never unpickled
             params = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise _bad(root, f"params unreadable ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     try:
         pl = Placement.from_dict(manifest["placement"])
-        _validate(root, manifest, params)
+    except ExportError as e:
+        raise _bad(root, str(e)) from None
+    _validate(root, manifest, params)
+    try:
         hostmod.HostProgram(manifest, params)
     except ExportError as e:
-        msg = str(e)
-        raise (e if "malformed" in msg else _bad(root, msg)) from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-        raise _bad(root, f"{type(e).__name__}: {' '.join(str(e).split())[:120]}") from None
+        raise _bad(root, str(e)) from None
     return Package(root, manifest, params, pl)
+
+
+def _param(root: Path, p: dict, key: str, shape: tuple, kind: str, what: str) -> np.ndarray:
+    a = p.get(key)
+    if a is None:
+        raise _bad(root, f"{what}: parameter {key} missing from params")
+    if a.shape != shape or a.dtype.kind not in kind:
+        raise _bad(root, f"{what}: {key} is {a.dtype} {a.shape}, expected {shape} of kind {kind!r}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise _bad(root, f"{what}: {key} contains NaN or Inf")
+    return a
+
+
+NEURON_KINDS = {"ternary_lif": ("dv", "du", "gain"), "subtract": ("dv", "gain"), "cuba_onoff": ("dv", "gain")}
 
 
 def _validate(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
     import h5py
 
-    if m.get("target") not in TARGETS:
-        raise _bad(root, f"target {m.get('target')!r}")
+    if m["target"] not in TARGETS:
+        raise _bad(root, f"target {m['target']!r}")
+    host = m["host"]
+    if host["format"] not in ("float64", "q16") or host["format"] != m["options"]["host"]:
+        raise _bad(root, f"host format {host['format']!r}")
+    real = "f" if host["format"] == "float64" else "i"
+    delay = m["time"]["chain_latency_steps"]
+    if delay not in (1, 2) or m["readout"] not in ("sigma", "cuba_state"):
+        raise _bad(root, f"readout {m['readout']!r} with chain latency {delay}")
+    M = len(m["chains"])
+    if not M:
+        raise _bad(root, "no chains")
     for c, ch in enumerate(m["chains"]):
-        name, n = ch["population"], int(ch["n"])
-        for k, key in ch["params"].items():
-            if key not in p:
-                raise _bad(root, f"chain {name}: parameter {key} missing from params")
-        width = 1 if ch["neuron"] in ("ternary_lif", "cuba_onoff") else n
+        name, n = ch["population"], ch["n"]
+        what = f"chain {name}"
+        if n < 1 or ch["neuron"] not in NEURON_KINDS or ch["transport"] not in ("graded", "onoff"):
+            raise _bad(root, f"{what}: n={n}, neuron {ch['neuron']!r}, transport {ch['transport']!r}")
+        if set(ch["params"]) != set(NEURON_KINDS[ch["neuron"]]):
+            raise _bad(root, f"{what}: parameters {sorted(ch['params'])}, expected {list(NEURON_KINDS[ch['neuron']])}")
+        shared = ch["neuron"] in ("ternary_lif", "cuba_onoff")  # one decay per process
         for k in ("dv", "du"):
-            if k in ch["params"] and p[ch["params"][k]].shape != (width,):
-                raise _bad(root, f"chain {name}: {k} has shape {p[ch['params'][k]].shape}, expected ({width},)")
-        if p[ch["params"]["gain"]].shape != (n,):
-            raise _bad(root, f"chain {name}: gain has shape {p[ch['params']['gain']].shape}, expected ({n},)")
-        w = p.get(ch["weight"])
+            if k in ch["params"]:
+                d = _param(root, p, ch["params"][k], (1 if shared else n,), "i", what)
+                if d.min() < 0 or d.max() > 4095:
+                    raise _bad(root, f"{what}: {k} outside the 12-bit range 0..4095")
+        _param(root, p, ch["params"]["gain"], (n,), real, what)
+        if not 1 <= ch["x_bits"] <= 24 or not 1 <= ch["vth"] < (1 << 17):
+            raise _bad(root, f"{what}: x_bits {ch['x_bits']} or vth {ch['vth']} out of range")
         cols = 2 * n if ch["transport"] == "onoff" else n
-        rows = sum(int(o["rows"]) for o in ch["outputs"])
-        if w is None or w.shape != (rows, cols) or list(w.shape) != list(ch["weight_shape"]):
-            got = None if w is None else w.shape
-            raise _bad(root, f"chain {name}: weight {got} does not match its population ({cols} inputs) and "
-                             f"outputs ({rows} rows)")
+        rows = sum(o["rows"] for o in ch["outputs"])
+        w = _param(root, p, ch["weight"], (rows, cols), "i", what)
+        if list(w.shape) != ch["weight_shape"] or not np.isin(w, (-1, 0, 1)).all():
+            raise _bad(root, f"{what}: weight {w.shape} with values outside {{-1, 0, 1}} or not {ch['weight_shape']}")
         off = 0
         for o in ch["outputs"]:
-            if int(o["offset"]) != off:
-                raise _bad(root, f"chain {name}: output {o['node']} starts at row {o['offset']}, expected {off}")
-            off += int(o["rows"])
+            if o["offset"] != off or o["encoding"] not in ("split", "sign") or \
+                    o["rows"] != (2 if o["encoding"] == "split" else 1) * o["out_features"]:
+                raise _bad(root, f"{what}: output {o['node']} rows {o['offset']}+{o['rows']} do not tile the weight")
+            off += o["rows"]
             for k in ("scale_pos", "scale_neg"):
-                if p.get(o[k]) is None or p[o[k]].shape != (int(o["out_features"]),):
-                    raise _bad(root, f"chain {name}: {o[k]} missing or not ({o['out_features']},)")
-        path = (root / str(ch["net_file"])).resolve()
+                _param(root, p, o[k], (o["out_features"],), real, what)
+        path = (root / ch["net_file"]).resolve()
         if root.resolve() not in path.parents:
-            raise _bad(root, f"chain {name}: net_file {ch['net_file']!r} is outside the package")
+            raise _bad(root, f"{what}: net_file {ch['net_file']!r} is outside the package")
         try:
             with h5py.File(path, "r") as f:
                 kinds = [bytes(f[f"layer/{i}/type"][0]).rstrip(b"\0").decode() for i in range(len(f["layer"]))]
                 net_w = np.asarray(f[f"layer/{len(kinds) - 1}/weight"][()])
-        except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+        except (OSError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError) as e:
             raise _bad(root, f"{ch['net_file']}: not a readable netx chain file ({type(e).__name__})") from None
-        if kinds != list(ch["net_layers"]):
-            raise _bad(root, f"{ch['net_file']}: layers {kinds}, manifest says {ch['net_layers']}")
-        if net_w.shape != w.shape:
-            raise _bad(root, f"{ch['net_file']}: weight {net_w.shape}, manifest says {w.shape}")
-    for op in m["host"]["ops"]:
-        for k, key in op.get("arrays", {}).items():
-            if key not in p:
-                raise _bad(root, f"host op {op['name']}: array {key} missing from params")
+        if kinds != ch["net_layers"] or net_w.shape != w.shape:
+            raise _bad(root, f"{ch['net_file']}: layers {kinds} weight {net_w.shape}; the manifest says "
+                             f"{ch['net_layers']} {tuple(w.shape)}")
+    _validate_dataflow(root, m, p)
+
+
+def _validate_dataflow(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
+    """Walk the segments as the host would: every input an op, a population or the carry names
+    must exist at that point."""
+    host, chains = m["host"], m["chains"]
+    M = len(chains)
+    if len(host["carry"]) != M:
+        raise _bad(root, f"host carry lists {len(host['carry'])} boundaries, expected {M}")
+    seg_ops: list[list[dict]] = [[] for _ in range(M + 1)]
+    for op in host["ops"]:
+        if not 0 <= op["segment"] <= M:
+            raise _bad(root, f"host op {op['name']}: segment {op['segment']} outside 0..{M}")
+        for k, key in op["arrays"].items():
+            if not isinstance(key, str) or key not in p:
+                raise _bad(root, f"host op {op['name']}: array {key!r} missing from params")
+        seg_ops[op["segment"]].append(op)
+    for k, v in host["value_widths"].items():
+        if not isinstance(v, int) or v < 1:
+            raise _bad(root, f"host value width of {k}: {v!r}")
+    for k, v in host["states"].items():
+        if not isinstance(v, dict) or not isinstance(v.get("width"), int) or not isinstance(v.get("init"), _NUM):
+            raise _bad(root, f"host state {k}: expected {{width, init}}")
+    avail: set[str] = set()
+    for c in range(M + 1):
+        have = set(avail) | ({o["node"] for o in chains[c - 1]["outputs"]} if c else set())
+        for op in seg_ops[c]:
+            missing = [i for i in op["inputs"] if i not in have]
+            if missing:
+                raise _bad(root, f"host op {op['name']} (segment {c}) reads {missing[0]}, which is not available there")
+            have.add(op["name"])
+        if c < M:
+            if chains[c]["input"] not in have:
+                raise _bad(root, f"chain {chains[c]['population']}: its input {chains[c]['input']} is not computed "
+                                 f"before it")
+            missing = [v for v in host["carry"][c] if v not in have or v not in host["value_widths"]]
+            if missing:
+                raise _bad(root, f"host carry after segment {c} names {missing[0]}, which is not available there")
+            avail = set(host["carry"][c])
+        elif host["output"] not in have:
+            raise _bad(root, f"host output {host['output']} is not computed")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 
 from goose_neuro.export import ir
+from goose_neuro.export.opcost import Precision, node_cost
 from goose_neuro.export.placement import Placement
+from goose_neuro.hardware_profiles import COMPUTE_CLASSES
 
 
 def _limits(target: str) -> tuple[dict[str, float], str]:
     """Limits from hardware_profiles/<target>.yaml."""
-    from goose_neuro.energy.profiles import load_profile  # PROVISIONAL: moves to goose_neuro.hardware_profiles
+    from goose_neuro.hardware_profiles import load_profile
 
     prof = load_profile(target)
     return {k: float(f.value) for k, f in prof.limits.items()}, prof.path or target
@@ -34,14 +36,9 @@ def _cores(neurons: int, syn_bytes: float, fan_in: int, lim: dict[str, float]) -
 
 
 def _host_op_count(graph: ir.Graph, name: str) -> float:
-    """Operations per token of one host op (PROVISIONAL: replaced by the shared op-cost table)."""
-    node, w = graph.nodes[name], graph.widths()[name]
-    per = {"LayerNorm": 8, "ShiftMix": 3, "WKV": 35, "Sigmoid": 2, "ReLUSquare": 1, "Mul": 1, "Add": 1, "Scale": 1}
-    if isinstance(node, ir.Dense):
-        return float(node.weight.size)
-    if isinstance(node, ir.TernaryDense):
-        return float(node.sign.size)
-    return float(per.get(node.type, 0) * w)
+    """Operations per token of one host op, from the shared op-cost table (compute classes)."""
+    cost = node_cost(graph, name, None, Precision())
+    return float(sum(cost[k] for k in COMPUTE_CLASSES))
 
 
 def resource_report(manifest: dict, graph: ir.Graph) -> dict:
