@@ -162,6 +162,8 @@ def _host_program(graph: ir.Graph, pl: Placement, params: dict) -> dict:
 def quantize(graph: ir.Graph, target: str, population: str | None = None, host: str = "float64",
              frac_bits: int | None = None) -> tuple[dict, dict[str, np.ndarray], dict]:
     """IR graph -> (manifest, params, quantization report). Options as in :func:`place`."""
+    if target not in TARGETS:
+        raise ExportError(f"unknown Loihi target {target!r}; choose one of {', '.join(TARGETS)}")
     formats = target_formats(target)
     pl = place(graph, target, population, host, frac_bits, formats)
     fmt = pl.neuron_format
