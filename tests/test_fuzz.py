@@ -1,8 +1,9 @@
 """Property-based fuzzing of the loaders that read other people's files.
 
 Targets: the hardware-profile loader (``hardware_profiles.load_profile``), the checkpoint
-config loader (``checkpoint.read_checkpoint_config``), the Loihi manifest reader
-(``export.loihi.load_int_model``) and the ONNX sidecar reader (``ort_runner.load_sidecar``).
+config loader (``checkpoint.read_checkpoint_config``), the Loihi package reader
+(``export.loihi.load_package``, which validates explicitly and converts no built-in exception
+into its own) and the ONNX sidecar reader (``ort_runner.load_sidecar``).
 Inputs are arbitrary bytes/text and structured mutations of real files (a key deleted or
 its value replaced by any JSON/YAML value, at any depth). Property: the loader either
 returns or raises the project's own typed error for that file kind; any other exception
@@ -173,17 +174,25 @@ def good_package(tmp_path_factory) -> Path:
 
 
 def _load_manifest(pkg: Path, work: Path, manifest_text: str | bytes) -> None:
-    from goose_neuro.export.loihi import load_int_model
+    """A package whose manifest is ``manifest_text``: it loads (and its host program then runs a
+    token through every segment) or it is refused with ExportError."""
+    import numpy as np
+
+    from goose_neuro.export.loihi import load_package
 
     if not work.exists():
-        work.mkdir()
-        shutil.copy2(pkg / "params.npz", work / "params.npz")
+        shutil.copytree(pkg, work)
     data = manifest_text.encode() if isinstance(manifest_text, str) else manifest_text
     (work / "manifest.json").write_bytes(data)
     try:
-        load_int_model(work)
+        loaded = load_package(work)
     except ExportError:
-        pass
+        return
+    prog, carry, counts = loaded.host_program(), {}, None
+    for c, ch in enumerate(loaded.chains + [None]):
+        out, carry = prog.run_segment(c, 1, counts, carry)
+        counts = None if ch is None else loaded.params[ch["weight"]].astype(np.int64) @ np.ones(
+            loaded.params[ch["weight"]].shape[1], np.int64)
 
 
 @SETTINGS

@@ -228,7 +228,7 @@ def test_goose_generate_on_bad_onnx_is_one_line_exit_2(A, tmp_path, how):
 
 
 # -- Loihi packages and netx chains ----------------------------------------------------------------
-NET_CASES = ["garbage", "empty", "pickle", "wrong_weights", "wrong_type", "outside"]
+NET_CASES = ["garbage", "empty", "pickle", "wrong_type", "wrong_shape", "outside"]
 
 
 def _net_case(A, tmp_path, how: str) -> Path:
@@ -244,13 +244,14 @@ def _net_case(A, tmp_path, how: str) -> Path:
         net.write_bytes(b"")
     elif how == "pickle":
         net.write_bytes(pickle_bytes(tmp_path / "PWNED"))
-    elif how in ("wrong_weights", "wrong_type"):
+    elif how in ("wrong_type", "wrong_shape"):
         with h5py.File(net, "r+") as f:
-            if how == "wrong_weights":
-                w = f["layer/0/weight"]
-                w[0, 0] = 1 - int(w[0, 0])
-            else:
+            if how == "wrong_type":
                 f["layer/0/type"][0] = np.bytes_(b"conv")
+            else:
+                w = f["layer/0/weight"][()]
+                del f["layer/0/weight"]
+                f["layer/0/weight"] = w[:-1]
     elif how == "outside":
         man["chains"][1]["net_file"] = "../../../etc/hosts"
         (pkg / "manifest.json").write_text(json.dumps(man))
@@ -259,32 +260,51 @@ def _net_case(A, tmp_path, how: str) -> Path:
 
 @pytest.mark.parametrize("how", NET_CASES)
 def test_net_files_are_validated_before_lava_runs(A, tmp_path, how, monkeypatch):
-    """check_lava refuses a malformed chain file before starting the Lava runner."""
-    from goose_neuro.export import lava_check
+    """goose-check lava refuses a malformed chain file (ExportError naming it) before it loads the
+    checkpoint or starts the Lava runner."""
+    from goose_neuro.export.loihi import check
 
     def no_lava(*a, **k):
         raise AssertionError("Lava was started on an unvalidated package")
 
-    monkeypatch.setattr(lava_check, "run_in_lava", no_lava)
+    monkeypatch.setattr(check, "run_in_lava", no_lava)
     pkg = _net_case(A, tmp_path, how)
-    with pytest.raises(ExportError, match="net"):
-        lava_check.check_lava(pkg, None, None, tokens=[1, 2, 3])
+    with pytest.raises(ExportError, match="net|outside"):
+        check.check_lava(pkg, tmp_path / "no-checkpoint", tokens=[1, 2, 3])
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_changed_net_weights_are_named_by_the_static_check(A, tmp_path):
+    """Weights that load but differ from the checkpoint's are a failed check naming the file."""
+    import h5py
+
+    from goose_neuro.checkpoint import load_checkpoint
+    from goose_neuro.export.loihi import load_package
+    from goose_neuro.export.loihi.check import compare_static
+
+    pkg = copy(A["loihi2"], tmp_path / "pkg")
+    man = json.loads((pkg / "manifest.json").read_text())
+    with h5py.File(pkg / man["chains"][1]["net_file"], "r+") as f:
+        w = f["layer/0/weight"]
+        w[0, 0] = 1 - int(w[0, 0])
+    model, _ = load_checkpoint(A["ck"])
+    rep = compare_static(load_package(pkg), model)
+    assert not rep["identical"] and any(man["chains"][1]["net_file"] in d for d in rep["differences"])
 
 
 def test_params_npz_with_pickled_object_array_is_refused(A, tmp_path):
     """np.load never unpickles: an object array in params.npz is an ExportError."""
     import numpy as np
 
-    from goose_neuro.export.loihi import load_int_model
+    from goose_neuro.export.loihi import load_package
 
     pkg = copy(A["loihi2"], tmp_path / "pkg")
     with np.load(pkg / "params.npz") as z:
         params = {k: z[k] for k in z.files}
-    params["exp2_table"] = np.array([Payload(tmp_path / "PWNED")], dtype=object)
+    params["L0.ln1.weight"] = np.array([Payload(tmp_path / "PWNED")], dtype=object)
     np.savez(pkg / "params.npz", **params)
-    with pytest.raises(ExportError):
-        load_int_model(pkg)
+    with pytest.raises(ExportError, match="params unreadable"):
+        load_package(pkg)
     assert not (tmp_path / "PWNED").exists()
 
 
