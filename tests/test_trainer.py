@@ -20,7 +20,7 @@ from goose_neuro.config import preset  # noqa: E402
 from goose_neuro.data import split_tokens, tokenize_source  # noqa: E402
 from goose_neuro.errors import TeacherError  # noqa: E402
 from goose_neuro.teacher import load_teacher, make_tiny_teacher  # noqa: E402
-from goose_neuro.trainer import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
+from goose_neuro.training import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
 
 
 def corpus(n: int = 300, seed: int = 0) -> str:

@@ -1,0 +1,78 @@
+"""Evaluation: perplexity of student and teacher on the same windows, spike rates, speed."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from goose_neuro import losses
+from goose_neuro.config import ModelConfig
+from goose_neuro.model import ASNNGoose
+from goose_neuro.teacher import Teacher
+
+
+def autocast(device: torch.device):
+    """bfloat16 autocast on CUDA; nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: ASNNGoose, windows: Tensor, teacher: Teacher | None = None, batch: int = 8,
+             teacher_ppl: float | None = None) -> dict[str, Any]:
+    """Perplexity of student (and teacher) on the same windows (K, T + 1), spike rates, tokens/s.
+
+    Student state starts fresh in each window, like the teacher's context. ``teacher_ppl``:
+    a value measured earlier on the same windows (the teacher is frozen), reused as is.
+    """
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll_s, nll_t, n_tok, t_student = 0.0, 0.0, 0, 0.0
+    nz: dict[str, float] = {}
+    cnt: dict[str, int] = {}
+    for i in range(0, windows.shape[0], batch):
+        w = windows[i:i + batch].to(dev)
+        x, y = w[:, :-1], w[:, 1:]  # (b, T)
+        t0 = time.perf_counter()
+        with autocast(dev):
+            out = model.run(x, collect=True)
+        t_student += time.perf_counter() - t0
+        nll_s += float(losses.ce_loss(out.logits, y)) * y.numel()
+        for name, s in out.spikes.items():  # name: the population's IR node name, e.g. L0.tm.lif_in
+            nz[name] = nz.get(name, 0.0) + float((s != 0).sum())
+            cnt[name] = cnt.get(name, 0) + s.numel()
+        if teacher is not None and teacher_ppl is None:
+            tl, _ = teacher.forward(x)
+            nll_t += float(losses.ce_loss(tl, y.to(tl.device))) * y.numel()
+        n_tok += y.numel()
+    model.train(was_training)
+    res: dict[str, Any] = {"tokens": n_tok, "student_ppl": math.exp(nll_s / n_tok),
+                           "student_loss": nll_s / n_tok, "eval_tokens_per_s": n_tok / max(t_student, 1e-9)}
+    if teacher is not None:
+        res["teacher_ppl"] = teacher_ppl if teacher_ppl is not None else math.exp(nll_t / n_tok)
+    res.update(spike_summary(model.cfg, nz, cnt))
+    return res
+
+
+def spike_summary(cfg: ModelConfig, nz: dict[str, float], cnt: dict[str, int]) -> dict[str, Any]:
+    """Per-layer firing rate (share of non-zero spikes), per-population rates (keyed by the IR
+    node name) and overall sparsity (share of zeros)."""
+    if cfg.spike_mode == "none" or not cnt:
+        return {"spike_sparsity": None, "spike_rates": {}}
+    layers: dict[str, list[float]] = {}
+    for name in cnt:
+        lay = name.split(".")[0]  # node names start with their layer, "L{i}."
+        a = layers.setdefault(lay, [0.0, 0.0])
+        a[0] += nz[name]
+        a[1] += cnt[name]
+    rates = {lay: v[0] / v[1] for lay, v in sorted(layers.items())}
+    total = sum(nz.values()) / sum(cnt.values())
+    return {"spike_sparsity": 1.0 - total, "spike_rates": rates,
+            "spike_rates_by_population": {k: nz[k] / cnt[k] for k in sorted(cnt)}}
