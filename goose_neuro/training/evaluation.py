@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -24,6 +24,21 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
+def perplexity(forward: Callable[[Tensor], Tensor], windows: Tensor, batch: int = 8) -> tuple[float, float, int]:
+    """Token-level perplexity of a causal LM over windows (K, T + 1): inputs ``w[:, :-1]``, next-token
+    targets ``w[:, 1:]``. ``forward(x (b, T)) -> logits (b, T, V)``. Returns (perplexity, mean
+    negative log-likelihood, tokens)."""
+    nll, n = 0.0, 0
+    for i in range(0, windows.shape[0], batch):
+        w = windows[i:i + batch]
+        x, y = w[:, :-1], w[:, 1:]  # (b, T)
+        logits = forward(x)
+        nll += float(losses.ce_loss(logits, y.to(logits.device))) * y.numel()
+        n += y.numel()
+    return math.exp(nll / n), nll / n, n
+
+
+@torch.no_grad()
 def evaluate(model: ASNNGoose, windows: Tensor, teacher: Teacher | None = None, batch: int = 8,
              teacher_ppl: float | None = None) -> dict[str, Any]:
     """Perplexity of student (and teacher) on the same windows (K, T + 1), spike rates, tokens/s.
@@ -34,29 +49,27 @@ def evaluate(model: ASNNGoose, windows: Tensor, teacher: Teacher | None = None, 
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    nll_s, nll_t, n_tok, t_student = 0.0, 0.0, 0, 0.0
     nz: dict[str, float] = {}
     cnt: dict[str, int] = {}
-    for i in range(0, windows.shape[0], batch):
-        w = windows[i:i + batch].to(dev)
-        x, y = w[:, :-1], w[:, 1:]  # (b, T)
+    seconds = [0.0]
+
+    def student(x: Tensor) -> Tensor:
         t0 = time.perf_counter()
         with autocast(dev):
-            out = model.run(x, collect=True)
-        t_student += time.perf_counter() - t0
-        nll_s += float(losses.ce_loss(out.logits, y)) * y.numel()
+            out = model.run(x.to(dev), collect=True)
+        seconds[0] += time.perf_counter() - t0
         for name, s in out.spikes.items():  # name: the population's IR node name, e.g. L0.tm.lif_in
             nz[name] = nz.get(name, 0.0) + float((s != 0).sum())
             cnt[name] = cnt.get(name, 0) + s.numel()
-        if teacher is not None and teacher_ppl is None:
-            tl, _ = teacher.forward(x)
-            nll_t += float(losses.ce_loss(tl, y.to(tl.device))) * y.numel()
-        n_tok += y.numel()
+        return out.logits
+
+    ppl, loss, n_tok = perplexity(student, windows, batch)
     model.train(was_training)
-    res: dict[str, Any] = {"tokens": n_tok, "student_ppl": math.exp(nll_s / n_tok),
-                           "student_loss": nll_s / n_tok, "eval_tokens_per_s": n_tok / max(t_student, 1e-9)}
+    res: dict[str, Any] = {"tokens": n_tok, "student_ppl": ppl, "student_loss": loss,
+                           "eval_tokens_per_s": n_tok / max(seconds[0], 1e-9)}
     if teacher is not None:
-        res["teacher_ppl"] = teacher_ppl if teacher_ppl is not None else math.exp(nll_t / n_tok)
+        res["teacher_ppl"] = teacher_ppl if teacher_ppl is not None else \
+            perplexity(lambda x: teacher.forward(x)[0], windows, batch)[0]
     res.update(spike_summary(model.cfg, nz, cnt))
     return res
 
