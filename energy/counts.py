@@ -107,9 +107,9 @@ def _events_for(g: ir.Graph, src: str, act: ActivityProfile | None) -> np.ndarra
         return None
     if act is None:
         raise ExportError(f"node {src!r}: counting spikes needs an activity profile")
-    pop = act.populations.get(node.spike_name)
+    pop = act.populations.get(src)
     if pop is None:
-        raise ExportError(f"node {src!r}: no activity recorded for spikes {node.spike_name!r}")
+        raise ExportError(f"node {src!r}: no activity recorded for this population")
     if pop.n != len(node.beta):
         raise ExportError(f"node {src!r}: activity has {pop.n} channels, node has {len(node.beta)}")
     return pop.events_per_token()

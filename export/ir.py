@@ -31,7 +31,7 @@ import numpy as np
 from goose_neuro.errors import ExportError
 
 IR_FORMAT = "goose-neuro-ir"
-IR_VERSION = 1
+IR_VERSION = 2  # 2: LIF nodes have no spike_name (a population is named by its node)
 INPUT_KINDS = ("spike", "graded", "dense")
 SPIKE_MODES = ("ternary", "binary")
 
@@ -130,15 +130,15 @@ class LIF(Node):
         binary:  s = [mem > th]                 in {0, 1}
         mem = mem - s * th                      (subtract reset)
 
-    ``state``: membrane (B, n), init 0. ``spike_name``: the name of these spikes in
-    ``ASNNGoose.run(collect=True).spikes`` (so activity profiles map onto nodes).
+    ``state``: membrane (B, n), init 0, named ``<node>.mem``. The node's name is the population's
+    one name: the key of its spikes in ``ASNNGoose.run(collect=True).spikes``, in activity
+    profiles and in energy reports.
     """
 
     beta: np.ndarray = None  # (n,) in (0, 1)
     threshold: np.ndarray = None  # (n,) > 0, the effective |threshold| + 1e-4
     mode: str = "ternary"
     state: str = ""
-    spike_name: str = ""
     state_fields: ClassVar[tuple[str, ...]] = ("state",)
 
     def __post_init__(self) -> None:

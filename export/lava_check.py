@@ -171,8 +171,7 @@ def compare_float(package: str | os.PathLike, checkpoint: str | os.PathLike, ids
         ref = fx.logits[0].numpy()
         flips, total = 0, 0
         for c, pop in enumerate(im.pops):
-            layer, part, lif = pop.name.split(".")  # "L0.tm.lif_in" -> spikes "L0.tm_in"
-            ts = fx.spikes[f"{layer}.{part}_{lif.removeprefix('lif_')}"][0].numpy().astype(np.int64)
+            ts = fx.spikes[pop.name][0].numpy().astype(np.int64)
             ms = _ternary_spikes(pop, run["spikes"][c])
             flips += int((ts != ms).sum())
             total += int(np.abs(ms).sum())

@@ -106,7 +106,7 @@ def test_reference_tracks_float_model(graph, target, population, host, tmp_path)
     toks = np.random.default_rng(1).integers(0, 256, size=48)
     r = im.run(toks)
     _, _, spikes = interp.run(graph, toks[None], dtype=np.float64, collect=True)
-    first = spikes["L0.tm_in"][0]
+    first = spikes["L0.tm.lif_in"][0]
     got = r["spikes"][0]
     if target == "loihi":
         got = got[:, :first.shape[1]] - got[:, first.shape[1]:]
@@ -138,8 +138,7 @@ def test_pytorch_fixed_point_model_equals_reference(tmp_path, target):
         out = model.run(torch.from_numpy(toks)[None], collect=True)
     total = 0
     for c, pop in enumerate(im.pops):
-        layer, part, lif = pop.name.split(".")
-        mine = out.spikes[f"{layer}.{part}_{lif.removeprefix('lif_')}"][0].numpy().astype(np.int64)
+        mine = out.spikes[pop.name][0].numpy().astype(np.int64)
         np.testing.assert_array_equal(mine, _ternary_spikes(pop, r["spikes"][c]), err_msg=pop.name)
         total += int(np.abs(mine).sum())
     assert total > 500  # the populations do spike
