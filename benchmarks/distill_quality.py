@@ -63,7 +63,7 @@ RUNS = {
 
 def run_one(name: str, spec: dict, setting: dict, teacher, train_ids, val_ids, work: Path, cache: Path) -> dict:
     from goose_neuro.config import preset
-    from goose_neuro.trainer import TrainConfig, Trainer
+    from goose_neuro.training import TrainConfig, Trainer
 
     spec = dict(spec)
     mode = spec.pop("spike_mode", "ternary")

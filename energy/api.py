@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from goose_neuro.energy.activity import ActivityProfile, load_tokenizer, profile_text
+from goose_neuro.energy.activity import ActivityProfile, profile_text
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
 from goose_neuro.hardware_profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
 from goose_neuro.errors import ProfileError
+from goose_neuro.tokenizer import load_tokenizer
 
 REPORT_FORMAT = "goose-neuro-energy-report"
 REPORT_VERSION = 1
@@ -201,7 +202,7 @@ def energy_report(checkpoint: str | os.PathLike, text: str | os.PathLike, tokens
     profs = [load_profile(p) for p in profiles]
     base = load_profile(baseline)
     model, info = load_checkpoint(checkpoint)
-    tok = load_tokenizer(checkpoint, info.get("tokenizer"), model.cfg.vocab_size)
+    tok = load_tokenizer(checkpoint, model.cfg.vocab_size, reference=info.get("tokenizer"))
     act = profile_text(model, text, tok, tokens, progress=progress)
     graph = lower(model, {"checkpoint": str(checkpoint)})
     meta = info.get("meta") or {}

@@ -54,24 +54,15 @@ def layer_of(name: str) -> str:
     return "head" if name in ("ln_out", "head", "logits") else "embed"
 
 
-def population_key(act: ActivityProfile, name: str, node: ir.LIF) -> str | None:
-    """The activity key of LIF node ``name``: the node name, else the spike name it carries."""
-    if name in act.populations:
-        return name
-    alt = getattr(node, "spike_name", "")
-    return alt if alt and alt in act.populations else None
-
-
 def events_by_node(g: ir.Graph, act: ActivityProfile | None) -> dict[str, np.ndarray] | None:
     """Mean events per token per channel of every LIF node (None when ``act`` is None: static counts)."""
     if act is None:
         return None
     out = {}
     for name, node in g.of_type(ir.LIF).items():
-        key = population_key(act, name, node)
-        if key is None:
+        pop = act.populations.get(name)
+        if pop is None:
             raise ExportError(f"node {name!r}: no activity recorded for this spiking population")
-        pop = act.populations[key]
         if pop.n != len(node.beta):
             raise ExportError(f"node {name!r}: activity has {pop.n} channels, node has {len(node.beta)}")
         out[name] = pop.events_per_token()

@@ -186,7 +186,7 @@ def run(graph: Graph, tokens, state: State | None = None, dtype=np.float32,
     """Run the graph on ``tokens`` (B, T) (or (B,) for one step).
 
     Returns (logits (B, T, V) [or (B, V)], new state, spikes) where ``spikes`` maps each
-    LIF's ``spike_name`` to its (B, T, n) unit spikes when ``collect`` is set.
+    LIF node's name to its (B, T, n) unit spikes when ``collect`` is set.
     """
     tokens = np.asarray(tokens)
     one_step = tokens.ndim == 1
@@ -208,7 +208,7 @@ def run(graph: Graph, tokens, state: State | None = None, dtype=np.float32,
     for name, node in graph.nodes.items():
         vals[name] = eval_node(node, [vals[i] for i in node.inputs], st, new, tokens, dtype)
         if collect and isinstance(node, LIF):
-            spikes[node.spike_name] = vals[name]
+            spikes[name] = vals[name]
         for i in node.inputs:
             if last_use[i] == name:
                 vals.pop(i, None)

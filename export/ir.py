@@ -32,7 +32,7 @@ from goose_neuro.errors import ConfigError, ExportError
 from goose_neuro.fixed_point import NEURONS, NeuronFormat
 
 IR_FORMAT = "goose-neuro-ir"
-IR_VERSION = 1
+IR_VERSION = 2  # 2: LIF nodes have no spike_name (a population is named by its node)
 INPUT_KINDS = ("spike", "graded", "dense")
 SPIKE_MODES = ("ternary", "binary")
 
@@ -142,15 +142,15 @@ class LIF(Node):
     :class:`goose_neuro.fixed_point.NeuronFormat`: the integer neuron of that module runs instead
     (inputs rounded to mantissas, 12-bit decays, 24-bit state) and the state holds integers.
 
-    ``state``: its name, init 0. ``spike_name``: the name of these spikes in
-    ``ASNNGoose.run(collect=True).spikes`` (so activity profiles map onto nodes).
+    ``state``: the neuron state, (B, n) or (B, 2n), init 0, named ``<node>.mem``. The node's name is
+    the population's one name: the key of its spikes in ``ASNNGoose.run(collect=True).spikes``, in
+    activity profiles and in energy reports.
     """
 
     beta: np.ndarray = None  # (n,) in (0, 1)
     threshold: np.ndarray = None  # (n,) > 0, the effective |threshold| + 1e-4
     mode: str = "ternary"
     state: str = ""
-    spike_name: str = ""
     neuron: str = "subtract"
     beta_u: np.ndarray = None  # (n,) in [0, 1), ternary_lif only
     fixed: dict = field(default_factory=dict)

@@ -214,7 +214,7 @@ class TimeMix(nn.Module):
         new: State = {}
         xm = x * self.mu + _shift(x, st[pre + "tm_shift"]) * (1 - self.mu)  # (B, T, C)
         new[pre + "tm_shift"] = x[:, -1]
-        h, s_in, new[pre + "tm_mem_in"] = self.lif_in(xm, st[pre + "tm_mem_in"])
+        h, s_in, new[pre + "tm.lif_in.mem"] = self.lif_in(xm, st[pre + "tm.lif_in.mem"])
         k, v = self.key(h), self.value(h)  # (B, T, C)
         r = torch.sigmoid(self.receptance(h))
         wdt = torch.promote_types(k.dtype, torch.float32)  # at least fp32, never downcast fp64
@@ -223,9 +223,9 @@ class TimeMix(nn.Module):
             st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"],
         )
         new[pre + "wkv_a"], new[pre + "wkv_b"], new[pre + "wkv_p"] = a, b, p
-        y, s_out, new[pre + "tm_mem_out"] = self.lif_out(r * wkv_out.to(r.dtype), st[pre + "tm_mem_out"])
+        y, s_out, new[pre + "tm.lif_out.mem"] = self.lif_out(r * wkv_out.to(r.dtype), st[pre + "tm.lif_out.mem"])
         if aux is not None:
-            aux[pre + "tm_in"], aux[pre + "tm_out"] = s_in, s_out
+            aux[pre + "tm.lif_in"], aux[pre + "tm.lif_out"] = s_in, s_out
         return self.output(y), new
 
 
@@ -244,12 +244,12 @@ class ChannelMix(nn.Module):
         new: State = {}
         xm = x * self.mu + _shift(x, st[pre + "cm_shift"]) * (1 - self.mu)  # (B, T, C)
         new[pre + "cm_shift"] = x[:, -1]
-        h, s_in, new[pre + "cm_mem_in"] = self.lif_in(xm, st[pre + "cm_mem_in"])
+        h, s_in, new[pre + "cm.lif_in.mem"] = self.lif_in(xm, st[pre + "cm.lif_in.mem"])
         k = torch.square(torch.relu(self.key(h)))  # (B, T, F)
-        hk, s_hid, new[pre + "cm_mem_hid"] = self.lif_hid(k, st[pre + "cm_mem_hid"])
+        hk, s_hid, new[pre + "cm.lif_hid.mem"] = self.lif_hid(k, st[pre + "cm.lif_hid.mem"])
         r = torch.sigmoid(self.receptance(h))  # (B, T, C)
         if aux is not None:
-            aux[pre + "cm_in"], aux[pre + "cm_hid"] = s_in, s_hid
+            aux[pre + "cm.lif_in"], aux[pre + "cm.lif_hid"] = s_in, s_hid
         return r * self.value(hk), new
 
 
@@ -272,7 +272,8 @@ class Block(nn.Module):
 class GooseOutput:
     """Everything one call computes. ``hidden``: residual stream after each block
     (list of (B, T, C)); ``spikes``: name -> (B, T, n) spike values in {-1,0,1}
-    (or the dense activation in mode ``none``). Both filled only when asked."""
+    (or the dense activation in mode ``none``), keyed by the population's name, which is its
+    module path and its IR node name (``L0.tm.lif_in``). Both filled only when asked."""
 
     logits: Tensor  # (B, T, V)
     state: State
@@ -309,16 +310,16 @@ class ASNNGoose(nn.Module):
             pre = f"L{i}."
             spec[pre + "tm_shift"] = C
             if spiking:
-                spec[pre + "tm_mem_in"] = k * C
+                spec[pre + "tm.lif_in.mem"] = k * C
             spec[pre + "wkv_a"] = C
             spec[pre + "wkv_b"] = C
             spec[pre + "wkv_p"] = C
             if spiking:
-                spec[pre + "tm_mem_out"] = k * C
+                spec[pre + "tm.lif_out.mem"] = k * C
             spec[pre + "cm_shift"] = C
             if spiking:
-                spec[pre + "cm_mem_in"] = k * C
-                spec[pre + "cm_mem_hid"] = k * Fh
+                spec[pre + "cm.lif_in.mem"] = k * C
+                spec[pre + "cm.lif_hid.mem"] = k * Fh
         return spec
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
@@ -338,8 +339,7 @@ class ASNNGoose(nn.Module):
         if missing:
             raise ValueError(f"state is missing {sorted(missing)[:3]}...")
         if self.cfg.spike_mode == "none":  # membranes unused; placeholders keep the block code uniform
-            state = {**state, **{f"L{i}.{m}": state.get(f"L{i}.{m}") for i in range(self.cfg.n_layers)
-                                 for m in ("tm_mem_in", "tm_mem_out", "cm_mem_in", "cm_mem_hid")}}
+            state = {**state, **{f"{n}.mem": state.get(f"{n}.mem") for n in self.populations()}}
         aux: dict | None = {} if collect else None
         x = self.ln0(self.emb(tokens))  # (B, T, C)
         new_state: State = {}
@@ -369,7 +369,9 @@ class ASNNGoose(nn.Module):
         return self
 
     def populations(self) -> dict[str, Neuron]:
-        """Spiking populations by their export names (``L{i}.tm.lif_in`` ... ``L{i}.cm.lif_hid``)."""
+        """Spiking populations by name: the module path, which is also the IR node name and the key of
+        ``run(collect=True).spikes``; the neuron state is ``<name>.mem`` (``L{i}.tm.lif_in`` ...
+        ``L{i}.cm.lif_hid``)."""
         out = {}
         for i, b in enumerate(self.blocks):
             for part, names in (("tm", ("lif_in", "lif_out")), ("cm", ("lif_in", "lif_hid"))):

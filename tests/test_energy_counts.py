@@ -21,13 +21,13 @@ SIGN = np.array([[1, 0, -1],
 
 
 def hand_graph(sign=SIGN, enc="sign") -> ir.Graph:
-    """tokens -> emb (V=4, C=3) -> LIF(3, spikes 'p') -> TernaryDense(3 -> 2) -> logits."""
+    """tokens -> emb (V=4, C=3) -> LIF 'lif' (3) -> TernaryDense(3 -> 2) -> logits."""
     out = sign.shape[0]
     nodes = {
         "tokens": ir.TokenInput(vocab_size=4),
         "emb": ir.Embedding(inputs=("tokens",), weight=np.ones((4, 3), np.float32)),
         "lif": ir.LIF(inputs=("emb",), beta=np.full(3, 0.5, np.float32), threshold=np.full(3, 0.5, np.float32),
-                      state="m", spike_name="p"),
+                      state="m"),
         "syn": ir.TernaryDense(inputs=("lif",), encoding=enc, sign=sign, scale_pos=np.ones(out, np.float32),
                                scale_neg=np.ones(out, np.float32) * (2 if enc == "split" else 1)),
         "logits": ir.Output(inputs=("syn",)),
@@ -37,8 +37,8 @@ def hand_graph(sign=SIGN, enc="sign") -> ir.Graph:
 
 def hand_activity(events, tokens=4) -> ActivityProfile:
     ev = np.asarray(events, np.int64)
-    pop = PopulationActivity("p", len(ev), ev, ev, np.zeros_like(ev), np.zeros(tokens, np.int64))
-    return ActivityProfile(tokens, {"p": pop}, 1.0, "ternary")
+    pop = PopulationActivity("lif", len(ev), ev, ev, np.zeros_like(ev), np.zeros(tokens, np.int64))
+    return ActivityProfile(tokens, {"lif": pop}, 1.0, "ternary")
 
 
 P = Precision(weight_bits_ternary=2, weight_bits_dense=8, state_bits=16, activation_bits=10, event_driven=True)
@@ -134,9 +134,9 @@ def test_counts_match_spikes_from_the_model():
         sp = m.run(ids, collect=True).spikes
     want = 0.0
     for i, blk in enumerate(m.blocks):
-        pairs = [(blk.tm.key, "tm_in"), (blk.tm.value, "tm_in"), (blk.tm.receptance, "tm_in"),
-                 (blk.tm.output, "tm_out"), (blk.cm.key, "cm_in"), (blk.cm.receptance, "cm_in"),
-                 (blk.cm.value, "cm_hid")]
+        pairs = [(blk.tm.key, "tm.lif_in"), (blk.tm.value, "tm.lif_in"), (blk.tm.receptance, "tm.lif_in"),
+                 (blk.tm.output, "tm.lif_out"), (blk.cm.key, "cm.lif_in"), (blk.cm.receptance, "cm.lif_in"),
+                 (blk.cm.value, "cm.lif_hid")]
         for lin, pop in pairs:
             nnz = (lin.ternary_parts()[0] != 0).sum(0).double()  # (in,)
             want += float(((sp[f"L{i}.{pop}"][0] != 0).double() @ nnz).sum()) / 50

@@ -11,8 +11,9 @@ import pytest
 from _energy_fixtures import tiny_checkpoint, tiny_text
 from goose_neuro.cli.energy import main
 from goose_neuro.energy import energy_report
-from goose_neuro.energy.activity import PopulationActivity, load_tokenizer, read_tokens
+from goose_neuro.energy.activity import PopulationActivity
 from goose_neuro.hardware_profiles import OP_CLASSES
+from goose_neuro.tokenizer import encode_file, load_tokenizer
 
 PROFILES = ["loihi", "loihi2", "cmos45-int8"]
 
@@ -103,12 +104,12 @@ def test_cli_user_errors_exit_2(made, tmp_path, capsys):
 
 def test_tokenizer_from_checkpoint_and_byte_fallback(made, tmp_path):
     d, ck, txt, _ = made
-    tok = load_tokenizer(ck, None, 300)
-    ids = read_tokens(txt, tok, 40, 300)
+    tok = load_tokenizer(ck, 300)
+    ids = encode_file(txt, tok, 300, max_tokens=40, min_tokens=40)
     assert len(ids) == 40 and max(ids) < 300
     with pytest.warns(UserWarning, match="UTF-8 bytes"):
-        fb = load_tokenizer(tmp_path, None, 300)
-    assert read_tokens(txt, fb, 5, 300) == list(txt.read_bytes()[:5])
+        fb = load_tokenizer(tmp_path, 300)
+    assert encode_file(txt, fb, 300, max_tokens=5) == list(txt.read_bytes()[:5])
 
 
 def test_population_statistics():

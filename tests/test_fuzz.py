@@ -7,7 +7,8 @@ into its own) and the ONNX sidecar reader (``ort_runner.load_sidecar``).
 Inputs are arbitrary bytes/text and structured mutations of real files (a key deleted or
 its value replaced by any JSON/YAML value, at any depth). Property: the loader either
 returns or raises the project's own typed error for that file kind; any other exception
-fails the test. ``test_zz_examples_tried`` prints how many examples each target ran.
+fails the test. ``test_zz_examples_tried`` prints how many examples each target ran (running the
+targets itself when they have not run in this session).
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ from hypothesis import strategies as st
 from goose_neuro.errors import CheckpointError, ExportError, ProfileError
 
 TRIED: Counter = Counter()
+RAN: set[str] = set()  # fuzz targets that ran in this session
 SETTINGS = settings(max_examples=75, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def _record_target(request):
+    yield
+    RAN.add(request.node.originalname)
+
 
 # any JSON-like value (YAML's safe subset too)
 SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | \
@@ -224,8 +233,18 @@ def test_fuzz_onnx_sidecar_raw(tmp_path, payload):
         pass
 
 
-def test_zz_examples_tried():
-    """The figure: examples tried per target (hypothesis runs each test's examples above)."""
+def _fuzz_targets() -> dict:
+    return {n: f for n, f in sorted(globals().items()) if n.startswith("test_fuzz_") and callable(f)}
+
+
+def test_zz_examples_tried(request):
+    """The figure: examples tried per target. Targets that have not run in this session (this test
+    run alone, or with -k) run here first, so the figure always covers every target."""
+    import inspect
+
+    for name, fn in _fuzz_targets().items():
+        if name not in RAN:
+            fn(**{p: request.getfixturevalue(p) for p in inspect.signature(fn).parameters})
     print("\nfuzz examples tried: " + ", ".join(f"{k} {v}" for k, v in sorted(TRIED.items()))
           + f"; total {sum(TRIED.values())}")
-    assert not TRIED or min(TRIED.values()) >= 50
+    assert len(TRIED) == len(_fuzz_targets()) and min(TRIED.values()) >= 50, dict(TRIED)

@@ -84,7 +84,7 @@ def run_dir(A, tmp_path_factory):
 def _trainer(teacher, ids, out, cache):
     from goose_neuro.config import preset
     from goose_neuro.data import split_tokens
-    from goose_neuro.trainer import TrainConfig, Trainer
+    from goose_neuro.training import TrainConfig, Trainer
 
     cfg = TrainConfig(steps=4, batch_size=2, seq_len=8, warmup=1, eval_every=100, ckpt_every=100, eval_windows=2,
                       max_windows=16, ce_only=True)
@@ -96,7 +96,7 @@ def _trainer(teacher, ids, out, cache):
 @pytest.mark.parametrize("name", ["training_state/state.safetensors", "training_state/state.json",
                                   "model.safetensors"])
 def test_resume_refuses_pickle_in_training_state(run_dir, tmp_path, name, kind):
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     ck = latest_checkpoint(run)
@@ -109,7 +109,7 @@ def test_resume_refuses_pickle_in_training_state(run_dir, tmp_path, name, kind):
 
 
 def test_resume_ignores_pickle_decoys_and_continues(run_dir, tmp_path):
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     ck = latest_checkpoint(run)
@@ -122,7 +122,7 @@ def test_resume_ignores_pickle_decoys_and_continues(run_dir, tmp_path):
 
 def test_goose_train_resume_with_pickle_is_one_line_exit_2(A, run_dir, tmp_path):
     from goose_neuro.cli.train import main
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     marker = tmp_path / "PWNED"

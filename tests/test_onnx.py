@@ -104,7 +104,7 @@ def test_model_is_checked_opset_dynamic_batch_metadata(tmp_path):
     assert [o.version for o in model.opset_import if o.domain == ""] == [OPSET] and OPSET >= 18
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["goose_neuro.model_config"]) == m.cfg.to_dict()
-    assert meta["goose_neuro.export_version"] == "1"
+    assert meta["goose_neuro.export_version"] == "2"
     assert json.loads(meta["goose_neuro.tokenizer"]) == "tiny-bytelevel"
     for vi in list(model.graph.input) + list(model.graph.output):
         assert vi.type.tensor_type.shape.dim[0].dim_param == "batch", vi.name

@@ -95,15 +95,9 @@ def _kill_group(pgid: int) -> None:
 
 def text_tokens(text_file: str | os.PathLike, checkpoint: str | os.PathLike, vocab: int, n: int) -> np.ndarray:
     """First ``n`` token ids of ``text_file`` with the checkpoint's tokenizer."""
-    from goose_neuro.export.onnx_check import read_text
-    from goose_neuro.export.ort_runner import load_tokenizer
+    from goose_neuro.tokenizer import encode_file, load_tokenizer
 
-    tok = load_tokenizer(checkpoint, vocab)
-    ids = tok.encode(read_text(text_file))[:n]
-    if len(ids) < 2:
-        raise DataError(f"{text_file}: fewer than 2 tokens, nothing to predict")
-    if max(ids) >= vocab:
-        raise DataError(f"{text_file}: token id {max(ids)} outside the vocabulary {vocab}")
+    ids = encode_file(text_file, load_tokenizer(checkpoint, vocab), vocab, max_tokens=n, min_tokens=2)
     return np.asarray(ids, dtype=np.int64)
 
 

@@ -17,7 +17,8 @@ from goose_neuro.cli import make_parser, run_cli
 
 def _body(argv: Sequence[str] | None) -> int:
     from goose_neuro.errors import GooseError
-    from goose_neuro.export.ort_runner import OrtStep, generate, load_tokenizer
+    from goose_neuro.export.ort_runner import OrtStep, generate
+    from goose_neuro.tokenizer import load_tokenizer
 
     p = make_parser("goose-generate", "Sample text from an exported ONNX model (ONNX Runtime only).")
     p.add_argument("onnx_dir", help="directory written by goose-export --target onnx")
