@@ -256,10 +256,11 @@ ONNX_FAULT = {"missing": r"onnx_missing does not exist", "empty": r"onnx_empty/m
               "binary": r"onnx_binary/model\.json: not valid JSON",
               "version": r"onnx_version/model\.json: not a goose-neuro-onnx-step v1 sidecar",
               "vocab": r"onnx_vocab/model\.onnx does not match model\.json: output 'logits'"}
-PKG_FAULT = {"missing": r"pkg_missing: not a readable Loihi package", "empty": r"pkg_empty: not a readable Loihi package",
-             "truncated": r"pkg_truncated: not a readable Loihi package", "binary": r"pkg_binary: not a readable Loihi "
-             r"package", "version": r"pkg_version: not a readable Loihi package .*(version|v\d)",
-             "net": r"pkg_net/chains/\S+\.net: not a readable netx chain file"}
+PKG_FAULT = {"missing": r"pkg_missing: not a Loihi package \(does not exist", "empty": r"pkg_empty: not a Loihi package "
+             r"\(has no manifest\.json", "truncated": r"pkg_truncated: malformed Loihi package: params unreadable",
+             "binary": r"pkg_binary: malformed Loihi package: manifest\.json unreadable",
+             "version": r"pkg_version: malformed Loihi package: format_version 5",
+             "net": r"pkg_net: malformed Loihi package: chains/\S+\.net: not a readable netx chain file"}
 PROFILE_FAULT = {"missing": r"prof_missing\.yaml: file not found", "empty": r"prof_empty\.yaml: top level must be a mapping",
                  "truncated": r"prof_truncated\.yaml: not valid YAML", "binary": r"prof_binary\.yaml: unreadable",
                  "version": r"prof_version\.yaml: field 'schema_version': 3"}

@@ -281,6 +281,10 @@ def check_lava(package: str | os.PathLike, checkpoint: str | os.PathLike, text_f
     pkg = load_package(package)
     model, info = load_checkpoint(checkpoint)
     cfg = model.cfg
+    mi = pkg.manifest["model"]
+    if (mi.get("vocab_size"), mi.get("d_model")) != (cfg.vocab_size, cfg.d_model):
+        raise ExportError(f"{package} was exported from a different model than {checkpoint} (vocabulary "
+                          f"{mi.get('vocab_size')}, width {mi.get('d_model')} vs {cfg.vocab_size}, {cfg.d_model})")
     if tokens is None:
         if text_file is None:
             raise DataError("give --text (or tokens) to run the checks on")

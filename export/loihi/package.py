@@ -309,6 +309,9 @@ def load_package(out_dir: str | os.PathLike) -> Package:
     an op or a population reads exists where it is read). Damage raises ExportError with one line
     naming it; a package that loads can be run."""
     root = Path(out_dir)
+    if not (root / "manifest.json").is_file():
+        why = "does not exist" if not root.exists() else "has no manifest.json"
+        raise ExportError(f"{root}: not a Loihi package ({why}; goose-export --target loihi|loihi2 writes one)")
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
