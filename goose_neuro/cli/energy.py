@@ -55,12 +55,18 @@ def _body(argv: Sequence[str] | None) -> int:
     rep = energy_report(args.checkpoint, args.text, args.tokens, args.profile or ["loihi2"], args.baseline,
                         args.teacher, contexts, args.out, progress=not args.no_progress, plots=not args.no_plots,
                         label=args.label)
+    from goose_neuro.energy.report import fmt_rate
+
     L = "512" if "512" in rep["comparison"] else str(contexts[0])
+    fair = rep["fair_baseline"]
     for n, b in rep["profiles"].items():
+        r, be = fair["ratios"][n], fair["break_even"][n]
+        twin = f", / dense twin {r['student_over_dense_twin']:.3g}" if "student_over_dense_twin" in r else ""
         sys.stdout.write(f"{n:16s} student {b['student']['energy_pj_per_token']:.4g} pJ/token, "
                          f"teacher@{L} {b['teacher'][L]['energy_pj_per_token']:.4g} pJ/token, "
                          f"ratio {b['student_over_teacher'][L]:.3g} (vs teacher on {rep['baseline']}: "
-                         f"{rep['comparison'][L][n]:.3g})\n")
+                         f"{rep['comparison'][L][n]:.3g}); / int8 teacher {r['student_over_teacher_int8'][L]:.3g}"
+                         f"{twin}; break-even rate vs int8 teacher {fmt_rate(be['teacher_int8'][L])}\n")
     a = rep["activity"]
     sys.stdout.write(f"sparsity {a['activation_sparsity']:.4f}, {a['tokens_per_s']:.0f} tokens/s; report in {args.out}\n")
     return 0
