@@ -22,7 +22,7 @@ from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
 from goose_neuro.hardware_profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
-from goose_neuro.errors import ProfileError
+from goose_neuro.errors import GooseError, ProfileError
 
 REPORT_FORMAT = "goose-neuro-energy-report"
 REPORT_VERSION = 1
@@ -261,11 +261,19 @@ def energy_report(checkpoint: str | os.PathLike, text: str | os.PathLike, tokens
     tok = load_tokenizer(checkpoint, info.get("tokenizer"), model.cfg.vocab_size)
     act = profile_text(model, text, tok, tokens, progress=progress)
     graph = lower(model, {"checkpoint": str(checkpoint)})
-    twin = twin_graph(model) if model.cfg.spike_mode != "none" else None
+    twin, twin_note = None, "the checkpoint has no spikes (spike_mode none): it is its own dense twin"
+    if model.cfg.spike_mode != "none":
+        try:
+            twin, twin_note = twin_graph(model), ""
+        except GooseError as e:  # a configuration that has no dense variant: say so, price the rest
+            twin_note = f"dense twin not built: {e}"
     meta = info.get("meta") or {}
     model_info = {"checkpoint": str(checkpoint), "config": model.cfg.to_dict(), "params": model.num_params(),
                   "label": label or meta.get("label") or meta.get("note") or "", "meta": meta}
     rep = build_report(graph, act, profs, base, teacher, contexts, model_info, twin=twin)
+    if twin_note:
+        rep["fair_baseline"]["dense_twin_note"] = twin_note
+        rep["assumptions"].append(twin_note[0].upper() + twin_note[1:] + ".")
     if out_dir is not None:
         from goose_neuro.energy.report import write_report
 

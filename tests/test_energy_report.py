@@ -239,3 +239,14 @@ def test_population_statistics():
     assert p.firing_rate == pytest.approx(13 / 20)
     assert p.zero_fraction == pytest.approx(7 / 20)
     assert p.dead == 1 and p.saturated == 2
+
+
+def test_dense_checkpoint_reports_without_a_twin(tmp_path):
+    """A spike_mode none checkpoint is its own dense twin: no twin block, no break-even, a stated note."""
+    ck = tiny_checkpoint(tmp_path / "dense", spike_mode="none")
+    txt = tiny_text(tmp_path / "t.txt")
+    rep = energy_report(ck, txt, 32, profiles=["loihi2"], teacher="gpt2-124m", progress=False)
+    assert "dense_twin" not in rep["profiles"]["loihi2"]
+    assert rep["fair_baseline"]["break_even"]["loihi2"]["teacher_int8"]["512"] is None
+    assert "its own dense twin" in rep["fair_baseline"]["dense_twin_note"]
+    assert rep["profiles"]["loihi2"]["student"]["counts_per_token"]["neuron"] == 0
