@@ -33,6 +33,26 @@ e_j = mean events per token on input channel j)::
 ``events=None`` gives static counts: every neuron fires once every token (the upper bound the
 resource report quotes). Every count is linear in the events, which is what the break-even
 firing rate of :mod:`goose_neuro.energy.baseline` relies on.
+
+NIR graphs (``nir`` package; networks that are not ASNN-Goose students) are costed per time step by
+:func:`nir_node_cost` with the same primitives (synapse, neuron, activation buffer); the node types
+are recognised by class name, so this module does not import ``nir``::
+
+    Affine/Linear (out x in, W)   synops: event-driven sum_j e_j nnz(W[:, j]) (input spikes: ac; graded: mac)
+                                          dense device  in * out
+                                  mem_syn += rows * out * w_d (rows: sum_j e_j, or in for dense inputs/devices)
+                                  Affine bias: add out, unless every consumer is a neuron (bias register)
+    LIF, IF, LI, I (n)            neuron n; spike += sum_j e_j (spiking types); mem_neuron += 4n s_b
+    CubaLIF, CubaLI (n)           neuron n; spike as above; mem_neuron += 6n s_b (current and voltage)
+    Threshold (n)                 add n (compare); spike += sum_j e_j
+    Scale (n)                     mul sum_j e_j (event-driven, spiking input) or n
+    Input, Output, Flatten        nothing
+    activations                   a graded output that is not a neuron's input current: n a_b (1 + consumers)
+                                  (mem_act); spikes are messages on event-driven devices, n bits per
+                                  write/read on dense devices
+
+Here ``events`` maps each spiking NIR node (and each Input given spikes) to its (n,) mean spikes per
+neuron per time step; a node absent from ``events`` is graded (dense).
 """
 
 from __future__ import annotations
@@ -191,6 +211,100 @@ def node_cost(g: ir.Graph, name: str, events: Mapping[str, np.ndarray] | None,
             c["mem_act_bits"] += n * (2 if node.mode == "ternary" else 1) * (1 + k)
     else:
         c["mem_act_bits"] += n * p.activation_bits * (1 + k)
+    return c
+
+
+# -- NIR graphs --------------------------------------------------------------------------------------
+NIR_SPIKING = ("LIF", "IF", "CubaLIF", "Threshold")
+NIR_NEURONS = {"LIF": 4, "IF": 4, "LI": 4, "I": 4, "CubaLIF": 6, "CubaLI": 6}  # state words read+written
+NIR_PASS = ("Input", "Output", "Flatten")
+
+
+def _nir_type(node) -> str:
+    return type(node).__name__
+
+
+def nir_width(node) -> int:
+    """Number of channels a NIR node outputs (1-D shapes only)."""
+    t = _nir_type(node)
+    if t in ("Affine", "Linear"):
+        return int(np.asarray(node.weight).shape[0])
+    shape = np.asarray(node.output_type.get("output", [0])).ravel()
+    if shape.size != 1:
+        raise ExportError(f"NIR node of type {t}: only 1-D populations are costed, got shape {shape.tolist()}")
+    return int(shape[0])
+
+
+def nir_sources(g, name: str) -> list[str]:
+    return [src for src, dst in g.edges if dst == name]
+
+
+def nir_input_events(g, name: str, events: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Events per step on the summed input of node ``name`` (None: some input is graded)."""
+    total_e = None
+    for src in nir_sources(g, name):
+        node = g.nodes[src]
+        if _nir_type(node) in ("Scale", "Flatten"):
+            e = nir_input_events(g, src, events)
+        else:
+            e = events.get(src)
+        if e is None:
+            return None
+        e = np.asarray(e, dtype=np.float64)
+        total_e = e if total_e is None else total_e + e
+    return total_e
+
+
+def nir_node_cost(g, name: str, events: Mapping[str, np.ndarray], precision: Precision) -> dict[str, float]:
+    """Operations per time step of node ``name`` of a NIR graph (``nodes``/``edges``), by op class."""
+    node = g.nodes[name]
+    t = _nir_type(node)
+    p = precision
+    c = zero()
+    consumers = [dst for src, dst in g.edges if src == name]
+    if t in NIR_PASS:
+        return c
+    n = nir_width(node)
+    graded_out = True
+    if t in ("Affine", "Linear"):
+        w = np.asarray(node.weight, dtype=np.float64)
+        if w.ndim != 2:
+            raise ExportError(f"NIR node {name!r} ({t}): weight must be 2-D, got shape {w.shape}")
+        out_f, in_f = w.shape
+        e = nir_input_events(g, name, events)
+        if e is not None and e.shape != (in_f,):
+            raise ExportError(f"NIR node {name!r}: input has {e.shape[0]} channels, weight has {in_f} columns")
+        src_is_spike = e is not None and all(_nir_type(g.nodes[s]) != "Scale" for s in nir_sources(g, name))
+        col_nnz = (w != 0).sum(axis=0).astype(np.float64)
+        eff = float(col_nnz.sum()) if e is None else float(np.dot(e, col_nnz))
+        c["ac" if src_is_spike else "mac"] += eff if p.event_driven else float(in_f * out_f)
+        rows = float(e.sum()) if (p.event_driven and e is not None) else float(in_f)
+        c["mem_syn_bits"] += rows * out_f * p.weight_bits_dense
+        to_neurons = bool(consumers) and all(_nir_type(g.nodes[d]) in NIR_NEURONS for d in consumers)
+        if t == "Affine" and np.any(np.asarray(node.bias) != 0) and not to_neurons:
+            c["add"] += out_f
+        graded_out = not to_neurons
+    elif t in NIR_NEURONS:
+        c["neuron"] += n
+        c["mem_neuron_bits"] += NIR_NEURONS[t] * n * p.state_bits
+        graded_out = t not in NIR_SPIKING
+    elif t == "Threshold":
+        c["add"] += n
+        graded_out = False
+    elif t == "Scale":
+        e = nir_input_events(g, name, events)
+        c["mul"] += float(e.sum()) if (p.event_driven and e is not None) else n
+    else:
+        raise NotImplementedError(f"op-cost table: NIR node type {t} ({name}) is not costed")
+    if t in NIR_SPIKING:
+        e = events.get(name)
+        if e is None:
+            raise ExportError(f"NIR node {name!r} ({t}): no spike rate given or simulated")
+        c["spike"] += float(np.asarray(e, dtype=np.float64).sum())
+        if not p.event_driven:
+            c["mem_act_bits"] += n * (1 + len(consumers))
+    elif graded_out:
+        c["mem_act_bits"] += n * p.activation_bits * (1 + len(consumers))
     return c
 
 

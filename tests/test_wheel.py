@@ -89,6 +89,7 @@ def test_wheel_contents(installed):
     assert profiles and all(f"goose_neuro/hardware_profiles/{n}" in names for n in profiles)
     assert "goose_neuro/export/lower.py" in names and "goose_neuro/energy/api.py" in names
     assert "goose_neuro/hardware_profiles/schema.py" in names  # the loader ships with its data
+    assert "goose_neuro/energy/calibration_data/blouw2019_kws.yaml" in names
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"export", "energy", "hardware_profiles", "tests"}  # nothing generic at top level
 
