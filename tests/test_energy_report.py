@@ -89,8 +89,8 @@ def _hook_counts(ck, txt, n_tokens: int) -> dict[str, float]:
     from goose_neuro.ternary import TernaryLinear
 
     model, _ = load_checkpoint(ck)
-    ids = torch.tensor(read_tokens(txt, load_tokenizer(ck, None, model.cfg.vocab_size), n_tokens,
-                                   model.cfg.vocab_size))[None]
+    ids = torch.tensor(encode_file(txt, load_tokenizer(ck, model.cfg.vocab_size), model.cfg.vocab_size,
+                                   max_tokens=n_tokens))[None]
     syn = [m for m in model.modules() if isinstance(m, TernaryLinear) and m is not model.head]
     lifs = [m for m in model.modules() if isinstance(m, SpikeLIF)]
     got = {"ac": 0.0, "events": 0.0, "dense_synops": 0.0}
@@ -179,7 +179,7 @@ def test_break_even_rate_meets_the_reference(made):
     from goose_neuro.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ck)
-    act = profile_text(model, txt, load_tokenizer(ck, None, 300), 96, progress=False)
+    act = profile_text(model, txt, load_tokenizer(ck, 300), 96, progress=False)
     g = lower(model)
     ev = events_by_node(g, act)
     for name in ("loihi", "loihi2"):

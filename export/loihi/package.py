@@ -152,10 +152,10 @@ def _host_program(graph: ir.Graph, pl: Placement, params: dict) -> dict:
                     "fields": fields, "arrays": arrays})
     used = {st for h in pl.host_ops for st in graph.nodes[h.node].states()}
     widths = graph.widths()
-    carried = sorted({v for c in pl.carry for v in c})
+    values = [h.node for h in pl.host_ops] + [s.node for s in pl.synapses]
     return {"format": pl.host_format, "ops": ops, "carry": pl.carry,
             "states": {k: {"width": graph.states[k].width, "init": graph.states[k].init} for k in sorted(used)},
-            "value_widths": {v: int(widths[v]) for v in carried}, "output": graph.output_name,
+            "value_widths": {v: int(widths[v]) for v in values}, "output": graph.output_name,
             "output_width": int(widths[graph.output_name])}
 
 
@@ -417,6 +417,50 @@ def _validate(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
     _validate_dataflow(root, m, p)
 
 
+# per op type: (array field -> shape as a function of (input widths, output width)), the state fields
+_OP_ARRAYS = {
+    "LayerNorm": {"weight": lambda i, o: (o,), "bias": lambda i, o: (o,)},
+    "ShiftMix": {"mu": lambda i, o: (o,)},
+    "Scale": {"scale": lambda i, o: (o,)},
+    "WKV": {"time_decay": lambda i, o: (o,), "time_first": lambda i, o: (o,), "w": lambda i, o: (o,),
+            "u": lambda i, o: (o,)},
+    "Dense": {"weight": lambda i, o: (o, i[0])},
+    "TernaryDense": {"sign": lambda i, o: (o, i[0]), "scale_pos": lambda i, o: (o,), "scale_neg": lambda i, o: (o,)},
+}
+_OP_INPUTS = {"TokenInput": 0, "Embedding": 1, "LayerNorm": 1, "ShiftMix": 1, "Scale": 1, "Sigmoid": 1,
+              "ReLUSquare": 1, "Mul": 2, "Add": 2, "WKV": 2, "Dense": 1, "TernaryDense": 1, "Output": 1}
+
+
+def _validate_op(root: Path, op: dict, p: dict[str, np.ndarray], widths: dict, states: dict) -> None:
+    """One host op: known type, input count, widths known and consistent, arrays of the right shape,
+    states declared with the op's width."""
+    name, t = op["name"], op["type"]
+    if t not in _OP_INPUTS or len(op["inputs"]) != _OP_INPUTS[t]:
+        raise _bad(root, f"host op {name}: type {t!r} with {len(op['inputs'])} input(s) is not a host op")
+    unknown = [i for i in [*op["inputs"], name] if not isinstance(widths.get(i), int)]
+    if unknown:
+        raise _bad(root, f"host op {name}: width of {unknown[0]} unknown")
+    ins, out = [widths[i] for i in op["inputs"]], widths[name]
+    if t in ("LayerNorm", "ShiftMix", "Scale", "Sigmoid", "ReLUSquare", "Mul", "Add", "WKV", "Output") and \
+            any(w != out for w in ins):
+        raise _bad(root, f"host op {name}: input widths {ins} do not match its width {out}")
+    for field_, shape in _OP_ARRAYS.get(t, {}).items():
+        if field_ in op["arrays"]:
+            a = p[op["arrays"][field_]]
+            if a.shape != shape(ins, out) or a.dtype.kind not in "iuf":
+                raise _bad(root, f"host op {name}: {field_} is {a.dtype} {a.shape}, expected {shape(ins, out)}")
+    if t == "Embedding":
+        a = p.get(op["arrays"].get("weight", ""))
+        if a is None or a.ndim != 2 or a.shape[1] != out:
+            raise _bad(root, f"host op {name}: embedding weight missing or not (V, {out})")
+    for f in ("state", "state_a", "state_b", "state_p"):
+        st = op["fields"].get(f) if t in ("ShiftMix", "WKV") else None
+        if st is None and t in ("ShiftMix", "WKV") and (f == "state") == (t == "ShiftMix"):
+            raise _bad(root, f"host op {name}: no {f}")
+        if st is not None and (st not in states or states[st].get("width") != out):
+            raise _bad(root, f"host op {name}: state {st!r} not declared with width {out}")
+
+
 def _validate_dataflow(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
     """Walk the segments as the host would: every input an op, a population or the carry names
     must exist at that point."""
@@ -438,6 +482,9 @@ def _validate_dataflow(root: Path, m: dict, p: dict[str, np.ndarray]) -> None:
     for k, v in host["states"].items():
         if not isinstance(v, dict) or not isinstance(v.get("width"), int) or not isinstance(v.get("init"), _NUM):
             raise _bad(root, f"host state {k}: expected {{width, init}}")
+    widths = host["value_widths"]
+    for op in host["ops"]:
+        _validate_op(root, op, p, widths, host["states"])
     avail: set[str] = set()
     for c in range(M + 1):
         have = set(avail) | ({o["node"] for o in chains[c - 1]["outputs"]} if c else set())
