@@ -93,11 +93,14 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def text_tokens(text_file: str | os.PathLike, checkpoint: str | os.PathLike, vocab: int, n: int) -> np.ndarray:
-    """First ``n`` token ids of ``text_file`` with the checkpoint's tokenizer."""
+def text_tokens(text_file: str | os.PathLike, checkpoint: str | os.PathLike, vocab: int, n: int,
+                reference: str | None = None) -> np.ndarray:
+    """First ``n`` token ids of ``text_file`` with the checkpoint's tokenizer (``reference``: the
+    checkpoint's ``tokenizer`` field, as every other stage passes it)."""
     from goose_neuro.tokenizer import encode_file, load_tokenizer
 
-    ids = encode_file(text_file, load_tokenizer(checkpoint, vocab), vocab, max_tokens=n, min_tokens=2)
+    ids = encode_file(text_file, load_tokenizer(checkpoint, vocab, reference=reference), vocab, max_tokens=n,
+                      min_tokens=2)
     return np.asarray(ids, dtype=np.int64)
 
 
@@ -288,7 +291,8 @@ def check_lava(package: str | os.PathLike, checkpoint: str | os.PathLike, text_f
     if tokens is None:
         if text_file is None:
             raise DataError("give --text (or tokens) to run the checks on")
-        ids = text_tokens(text_file, checkpoint, cfg.vocab_size, max(eval_tokens, lava_tokens) + 1)
+        ids = text_tokens(text_file, checkpoint, cfg.vocab_size, max(eval_tokens, lava_tokens) + 1,
+                          reference=info.get("tokenizer"))
     else:
         ids = np.asarray(tokens, dtype=np.int64)
     rep: dict[str, Any] = {"package": str(package), "checkpoint": str(checkpoint), "target": pkg.target,

@@ -204,30 +204,21 @@ STUDENT_LABEL = ("ASNN-Goose student distilled by goose-demo from the demo teach
                  "(GPT-2 trained on Python standard-library docstrings)")
 
 
-def _train_options(plan: Plan) -> tuple[Any, dict[str, Any]]:
-    """The demo's training configuration and the other options of ``distill``."""
-    from goose_neuro.training import TrainConfig
-
-    cfg = TrainConfig(steps=plan.steps, batch_size=plan.batch_size, seq_len=plan.seq_len,
-                      eval_every=plan.eval_every, ckpt_every=plan.steps, keep_checkpoints=1,
-                      warmup=min(50, max(1, plan.steps // 10)))
-    kw = {"preset": plan.preset, "val_data": plan.val_text, "threads": plan.threads,
-          "cache_dir": plan.cache_dir or None}
-    return cfg, kw
-
-
 def stage_train(plan: Plan, st: Stage) -> None:
     from goose_neuro.distill import distill
+    from goose_neuro.training import TrainConfig
 
-    cfg, kw = _train_options(plan)
+    cfg = TrainConfig(steps=plan.steps, batch_size=plan.batch_size, seq_len=plan.seq_len, eval_every=plan.eval_every,
+                      ckpt_every=plan.steps, keep_checkpoints=1, warmup=min(50, max(1, plan.steps // 10)))
     st.command = _cmd("goose-train", "--teacher", plan.teacher, "--data", plan.train_text, "--out", plan.student,
                       "--preset", plan.preset, "--steps", cfg.steps, "--batch-size", cfg.batch_size,
                       "--seq-len", cfg.seq_len, "--eval-every", cfg.eval_every, "--ckpt-every", cfg.ckpt_every,
                       "--keep-checkpoints", cfg.keep_checkpoints, "--warmup", cfg.warmup,
                       *(("--val-data", plan.val_text) if plan.val_text else ()), "--threads", plan.threads,
                       *(("--cache-dir", plan.cache_dir) if plan.cache_dir else ()))
-    meta = {"label": STUDENT_LABEL} if plan.demo_teacher else None
-    ev = distill(plan.teacher, plan.train_text, plan.student, train=cfg, meta=meta, **kw)
+    ev = distill(plan.teacher, plan.train_text, plan.student, train=cfg, preset=plan.preset, val_data=plan.val_text,
+                 threads=plan.threads, cache_dir=plan.cache_dir or None,
+                 meta={"label": STUDENT_LABEL} if plan.demo_teacher else None)
     st.figures = {k: ev.get(k) for k in ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "tokens")}
     st.result = (f"{ev.get('step')} steps; val ppl student {_f(ev.get('student_ppl'))} vs teacher "
                  f"{_f(ev.get('teacher_ppl'))}; spike sparsity {_f(ev.get('spike_sparsity'), 3)}")
@@ -331,8 +322,8 @@ def stage_energy(plan: Plan, st: Stage) -> None:
     st.command = _cmd("goose-energy", "--checkpoint", plan.student, "--text", plan.eval_text, "--tokens",
                       plan.energy_tokens, *[x for p in profiles for x in ("--profile", p)], "--teacher", teacher,
                       "-o", out)
-    rep = energy_report(str(plan.student), plan.eval_text, plan.energy_tokens, profiles, "cmos45-fp32",
-                            teacher, (128, 512, 1024), str(out), progress=False, plots=True)
+    rep = energy_report(str(plan.student), plan.eval_text, plan.energy_tokens, profiles, "cmos45-fp32", teacher,
+                        (128, 512, 1024), str(out), progress=False, plots=True)
     act = rep["activity"]
     per = {n: {"student_pj": b["student"]["energy_pj_per_token"],
                "teacher_pj_ctx128": b["teacher"]["128"]["energy_pj_per_token"],
