@@ -24,13 +24,18 @@ SUMMARY_KEYS = ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "train_t
 
 def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
             train: TrainConfig = TrainConfig(), preset: str = "small", spike_mode: str | None = None,
+            model: dict[str, Any] | None = None, init: str | os.PathLike | None = None,
             val_data: str | os.PathLike | None = None, val_fraction: float = 0.05, device: str = "auto",
             cache_dir: str | os.PathLike | None = None, threads: int | None = None, resume: bool = False,
             stop_after: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Distil a student of ``preset`` from ``teacher`` on ``data`` into the run directory ``out``.
 
     ``val_data``: validation text (default: the last ``val_fraction`` of ``data``).
-    ``spike_mode``: override the preset's. ``cache_dir``: token and teacher-logit cache
+    ``spike_mode``: override the preset's. ``model``: more :class:`~goose_neuro.config.ModelConfig`
+    overrides (e.g. ``{"neuron": "ternary_lif", "fixed_point": True, "frac_bits": 11}``).
+    ``init``: start from this checkpoint's weights (same architecture; it may differ in
+    ``fixed_point`` and ``frac_bits``: fine-tuning a float student with fixed-point neurons).
+    ``cache_dir``: token and teacher-logit cache
     (default :func:`goose_neuro.data.default_cache_dir`). ``resume``: continue from the newest
     checkpoint in ``out``. ``stop_after``: stop after this many steps of this call.
     ``meta``: extra entries stored in every checkpoint's ``meta`` (e.g. ``{"label": ...}``).
@@ -55,14 +60,14 @@ def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.P
         overrides: dict[str, Any] = {"vocab_size": t.vocab_size}
         if spike_mode:
             overrides["spike_mode"] = spike_mode
-        mcfg = make_preset(preset, **overrides)
+        mcfg = make_preset(preset, **{**overrides, **(model or {})})
         cache = cache_dir or default_cache_dir()
         ids = tokenize_source(data, t.tokenizer, cache)
         if val_data:
             train_ids, val_ids = ids, tokenize_source(val_data, t.tokenizer, cache)
         else:
             train_ids, val_ids = split_tokens(ids, val_fraction)
-        tr = Trainer(mcfg, train, t, train_ids, val_ids, run_dir, cache, device=dev, dist=dist, meta=meta)
+        tr = Trainer(mcfg, train, t, train_ids, val_ids, run_dir, cache, device=dev, dist=dist, meta=meta, init=init)
         summary = tr.train(resume=resume, stop_after=stop_after)
     finally:
         teardown_distributed(dist)

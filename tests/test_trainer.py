@@ -231,3 +231,34 @@ def test_distill_labels_every_checkpoint(env, tmp_path):
         meta = read_checkpoint_config(d)["meta"]
         assert meta["label"] == "a test student" and meta["train"] == cfg.to_dict()
     assert read_checkpoint_config(out)["meta"]["eval"]["student_ppl"] == s["student_ppl"]
+
+
+def test_fixed_point_fine_tune_from_a_float_student(env, tmp_path, capsys):
+    """goose-train --fixed-point --init: a float student continues with the deployed integer
+    neurons from its own weights; the checkpoint records the format; an --init of another
+    architecture is a one-line error."""
+    from goose_neuro.model import ASNNGoose
+    from goose_neuro.training.loop import init_from_checkpoint
+
+    common = ["--teacher", str(env["tdir"]), "--data", str(env["root"] / "text.txt"), "--preset", "tiny",
+              "--batch-size", "2", "--seq-len", "8", "--eval-every", "2", "--ckpt-every", "2", "--eval-windows", "2",
+              "--cache-dir", str(tmp_path / "c"), "--threads", "1", "--steps", "2"]
+    assert train_main([*common, "--neuron", "ternary_lif", "--out", str(tmp_path / "float")]) == 0
+    float_model, _ = load_checkpoint(tmp_path / "float")
+    assert not float_model.cfg.fixed_point and float_model.cfg.neuron == "ternary_lif"
+    m = ASNNGoose(preset("tiny", vocab_size=env["teacher"].vocab_size, neuron="ternary_lif", fixed_point=True,
+                         frac_bits=10))
+    init_from_checkpoint(m, tmp_path / "float")
+    for (k, a), b in zip(m.state_dict().items(), float_model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert train_main([*common, "--neuron", "ternary_lif", "--fixed-point", "--frac-bits", "10", "--init",
+                       str(tmp_path / "float"), "--out", str(tmp_path / "fixed")]) == 0
+    fixed, info = load_checkpoint(tmp_path / "fixed")
+    assert fixed.cfg.fixed_point and fixed.cfg.frac_bits == 10 and info["meta"]["init"] == str(tmp_path / "float")
+    assert all(p.fixed_format is not None and p.fixed_format.frac_bits == 10 for p in fixed.populations().values())
+    assert any(not torch.equal(a, b) for a, b in zip(fixed.state_dict().values(), float_model.state_dict().values()))
+    capsys.readouterr()
+    assert train_main([*common, "--fixed-point", "--init", str(tmp_path / "float"), "--out",
+                       str(tmp_path / "other")]) == 2  # the float run used ternary_lif, this one subtract
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs from this run's in neuron" in err[0]

@@ -56,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="small", help="student preset: tiny, small or gpt2-50m")
     g.add_argument("--spike-mode", default=None, choices=["ternary", "binary", "none"],
                    help="override the preset's spike mode (none = dense ablation)")
+    n = p.add_argument_group("neurons (what the student computes, and what it deploys with)")
+    n.add_argument("--neuron", default=None, choices=["subtract", "ternary_lif"],
+                   help="subtract: per-channel decay, subtract reset (the default); ternary_lif: lava-nc's "
+                        "TernaryLIF (current + voltage compartments, one decay each per population, reset to "
+                        "zero), which Lava's own process model checks on Loihi 2")
+    _bool_flag(n, "fixed-point", "train (and run) with the integer neurons of the Loihi package: 12-bit decays, "
+                                 "inputs rounded to mantissas, 24-bit state; gradients pass straight through the "
+                                 "rounding, so the deployed model is the trained one")
+    n.add_argument("--frac-bits", type=int, default=None,
+                   help="threshold mantissa bits of the integer neuron (input step threshold / 2^frac_bits; "
+                        "default 11)")
+    n.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this checkpoint's weights (same architecture), e.g. fine-tune a float "
+                        "student with --fixed-point")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     g.add_argument("--cache-dir", default=None, help="token and teacher-logit cache (default ~/.cache/goose-neuro)")
     g.add_argument("--threads", type=int, default=None,
@@ -132,9 +146,12 @@ def _body(argv: Sequence[str] | None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from goose_neuro.distill import SUMMARY_KEYS, distill
 
+    model = {k: v for k, v in (("neuron", a.neuron), ("frac_bits", a.frac_bits)) if v is not None}
+    if a.fixed_point:
+        model["fixed_point"] = True
     summary = distill(a.teacher, a.data, a.out, train=train_config(a), preset=a.preset, spike_mode=a.spike_mode,
-                      val_data=a.val_data, val_fraction=a.val_fraction, device=a.device, cache_dir=a.cache_dir,
-                      threads=a.threads, resume=a.resume, stop_after=a.stop_after)
+                      model=model, init=a.init, val_data=a.val_data, val_fraction=a.val_fraction, device=a.device,
+                      cache_dir=a.cache_dir, threads=a.threads, resume=a.resume, stop_after=a.stop_after)
     if summary["rank"] == 0:
         sys.stdout.write(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}) + "\n")
     return 0

@@ -45,6 +45,25 @@ from goose_neuro.training.teacher_cache import teacher_tables
 log = logging.getLogger(__name__)
 
 
+# fields a fine-tune may change: how the neurons compute, not what the weights are
+INIT_MAY_DIFFER = ("fixed_point", "frac_bits")
+
+
+def init_from_checkpoint(model: ASNNGoose, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into ``model`` (same architecture; ``fixed_point`` and
+    ``frac_bits`` may differ, e.g. a float student fine-tuned with fixed-point neurons)."""
+    import dataclasses
+
+    src, _ = load_checkpoint(path, device=next(model.parameters()).device)
+    a = {k: v for k, v in dataclasses.asdict(src.cfg).items() if k not in INIT_MAY_DIFFER}
+    b = {k: v for k, v in dataclasses.asdict(model.cfg).items() if k not in INIT_MAY_DIFFER}
+    diff = sorted(k for k in a if a[k] != b[k])
+    if diff:
+        raise ConfigError(f"--init {path}: its model differs from this run's in {', '.join(diff)} "
+                          f"({', '.join(f'{k}={a[k]!r} vs {b[k]!r}' for k in diff[:3])})")
+    model.load_state_dict(src.state_dict())
+
+
 class Trainer:
     """Owns model, teacher, data pools, optimizer and schedules for one run directory.
 
@@ -54,7 +73,7 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, teacher: Teacher | None, train_ids: Tensor,
                  val_ids: Tensor, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                  device: str | torch.device = "cpu", dist: Dist | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, init: str | os.PathLike | None = None) -> None:
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = torch.device(device)
         self.dist = dist or Dist()
@@ -71,6 +90,9 @@ class Trainer:
         self.teacher = teacher
         torch.manual_seed(cfg.seed)
         self.model = ASNNGoose(model_cfg).to(self.device).train()
+        if init is not None:
+            init_from_checkpoint(self.model, init)
+            self.extra_meta.setdefault("init", str(init))
         self.pool = WindowPool(train_ids, cfg.seq_len, cfg.max_windows)
         self.val_windows = WindowPool(val_ids, cfg.seq_len).first(cfg.eval_windows)
         self.pocl = cfg.pocl_schedule()
