@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from goose_neuro.energy.activity import ActivityProfile, profile_text
 from goose_neuro.energy.baseline import PUBLISHED_THRESHOLDS, rate_model, twin_graph
-from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
+from goose_neuro.energy.counts import GraphCounts, Precision, count_graph, layer_of
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
 from goose_neuro.hardware_profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
@@ -69,7 +69,7 @@ def _layer_rows(prof: HardwareProfile, gc: GraphCounts, prices, act: ActivityPro
     rows = []
     for layer, counts in gc.layers.items():
         by = energy_by_class(counts, prices)
-        pops = [p for n, p in act.populations.items() if n.split(".")[0] == layer]
+        pops = [p for n, p in act.populations.items() if layer_of(n) == layer]
         neurons = sum(p.n for p in pops)
         ev = sum(float(p.events.sum()) for p in pops) / max(1, act.tokens)
         row = {"profile": prof.name, "layer": layer, "neurons": neurons, "events_per_token": ev,

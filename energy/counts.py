@@ -51,7 +51,7 @@ def layer_of(name: str) -> str:
     """'L3.tm.key' -> 'L3'; embedding side -> 'embed'; head side -> 'head'."""
     if name.startswith("L") and "." in name and name[1:name.index(".")].isdigit():
         return name[: name.index(".")]
-    return "head" if name in ("ln_out", "head", "logits") else "embed"
+    return "head" if name in ("ln_out", "logits") or name.startswith("head") else "embed"
 
 
 def events_by_node(g: ir.Graph, act: ActivityProfile | None) -> dict[str, np.ndarray] | None:

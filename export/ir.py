@@ -261,15 +261,23 @@ class TernaryDense(Node):
 
 @dataclass(eq=False)
 class Dense(Node):
-    """Float dense layer, y = x @ weight.T (the LM head). weight: (out, in).
-    ``tied_to``: name of the Embedding node sharing this matrix, or ''."""
+    """Float dense layer, y = x @ weight.T (the LM head, or a factor of it). weight: (out, in).
+    ``tied_to``: name of the Embedding node sharing this matrix, or ''.
+    ``input_kind``: ``dense`` (graded input: every product is a MAC), ``spike`` (unit spikes from a
+    LIF node, the spike amplitude already folded into ``weight``: each input event adds one column
+    of float weights, accumulate-only) or ``graded`` (spikes times per-channel amplitudes)."""
 
     weight: np.ndarray = None  # (out, in)
     tied_to: str = ""
+    input_kind: str = "dense"
 
     def __post_init__(self) -> None:
         if np.ndim(self.weight) != 2:
             raise ExportError(f"Dense.weight: expected (out, in), got {np.shape(self.weight)}")
+        if self.input_kind not in INPUT_KINDS:
+            raise ExportError(f"Dense.input_kind={self.input_kind!r}: must be one of {INPUT_KINDS}")
+        if self.tied_to and self.input_kind != "dense":
+            raise ExportError("Dense: a matrix tied to the embedding cannot hold a folded spike amplitude")
 
     def out_width(self, in_widths: list[int]) -> int:
         return self.weight.shape[0]

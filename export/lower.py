@@ -21,7 +21,10 @@ Node names follow the module paths: ``emb``, ``ln0``, ``L{i}.ln1``,
 ``L{i}.tm.{shift,lif_in,key,value,receptance,r_sig,wkv,rwkv,lif_out,output}``,
 ``L{i}.add_tm``, ``L{i}.ln2``,
 ``L{i}.cm.{shift,lif_in,key,relu2,lif_hid,value,receptance,r_sig,gate}``,
-``L{i}.add_cm``, ``ln_out``, ``head``, ``logits``; the token input is ``tokens``.
+``L{i}.add_cm``, ``ln_out``, [``head_lif``], [``head_down``], ``head``, ``logits``; the token input
+is ``tokens``. A head fed by spikes (``head_input='spike'``) is ``head_lif`` (LIF) -> ``head``
+(TernaryDense with ``input_kind='spike'`` when ternary, so it maps onto cores like any other synapse;
+Dense with ``input_kind='spike'`` and the amplitude folded into its weights when float).
 """
 
 from __future__ import annotations
@@ -152,14 +155,27 @@ class _Builder:
         return self.add(p + "add_cm", Add(inputs=(x, dx)))
 
     def head(self, x: str) -> str:
-        head = self.model.head
-        if type(head) is TernaryLinear:
-            return self.synapse("head", head, x, None, "dense")
-        if type(head) is nn.Linear and head.bias is None:
-            tied = "emb" if head.weight is self.model.emb.weight else ""
-            w = self.nodes["emb"].weight if tied else _np(head.weight)
-            return self.add("head", Dense(inputs=(x,), weight=w, tied_to=tied))
-        raise ExportError(f"module 'head' ({type(head).__name__}): expected bias-free Linear or TernaryLinear")
+        """[head_lif] -> [head_down] -> head. A head fed by spikes gets the spike amplitude folded:
+        into the TTQ scales (TernaryDense, accumulate-only) or into the float weights (Dense)."""
+        m = self.model
+        amp, kind = None, "dense"
+        if m.cfg.head_input == "spike":
+            x, amp, kind = self.spikes("head_lif", m.head_lif, x)
+        if m.cfg.head_rank:
+            x = self.head_matrix("head_down", m.head_down, x, amp, kind)
+            amp, kind = None, "dense"
+        return self.head_matrix("head", m.head, x, amp, kind)
+
+    def head_matrix(self, name: str, lin: nn.Module, x: str, amp: np.ndarray | None, kind: str) -> str:
+        if type(lin) is TernaryLinear:
+            return self.synapse(name, lin, x, amp, kind)
+        if type(lin) is nn.Linear and lin.bias is None:
+            tied = "emb" if lin.weight is self.model.emb.weight else ""
+            w = self.nodes["emb"].weight if tied else _np(lin.weight)
+            if amp is not None:  # unit spikes in: fold the amplitude, one rounding per weight
+                w, tied = (lin.weight.detach().cpu() * torch.from_numpy(amp[:1])).numpy(), ""
+            return self.add(name, Dense(inputs=(x,), weight=w, tied_to=tied, input_kind=kind))
+        raise ExportError(f"module {name!r} ({type(lin).__name__}): expected bias-free Linear or TernaryLinear")
 
 
 def lower(model: ASNNGoose, meta: dict | None = None) -> Graph:
@@ -171,6 +187,10 @@ def lower(model: ASNNGoose, meta: dict | None = None) -> Graph:
         raise ExportError(f"cannot lower {type(model).__name__}: expected ASNNGoose")
     top = {"emb": nn.Embedding, "ln0": nn.LayerNorm, "blocks": nn.ModuleList, "ln_out": nn.LayerNorm,
            "head": (nn.Linear, TernaryLinear)}
+    if model.cfg.head_input == "spike":
+        top["head_lif"] = _NEURONS
+    if model.cfg.head_rank:
+        top["head_down"] = (nn.Linear, TernaryLinear)
     _expect_children(model, "", top)
     cfg = model.cfg
     b = _Builder(model)

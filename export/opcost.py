@@ -21,7 +21,9 @@ e_j = mean events per token on input channel j)::
                     scales: mul out (sign) or 2 out + add out (split); mem_dense += out or 2 out w_d
                     mem_syn: event-driven  sum_j e_j * out * w_t   (the active inputs' rows)
                              dense device  in * out * w_t
-    Dense (head)    mac in*out;                                mem_dense += in*out w_d
+    Dense (head)    input_kind dense: mac in*out;              mem_dense += in*out w_d
+                    input_kind spike/graded (fed by a LIF): synops as TernaryDense (class ac for
+                    spike, mac for graded) with nnz(W[:, j]);  mem_dense += rows * out * w_d
     Sigmoid(n)      nonlin n;       ReLUSquare(n): add n, mul n;   Mul(n): mul n;   Add(n): add n
     WKV(C)          add 12C, mul 6C, nonlin 5C (4 exp, 1 division);  mem_state += 6C s_b
                     (a, b, p read and written);  mem_dense += 2C w_d (w = -exp(decay), u)
@@ -126,11 +128,14 @@ def synapse_ops(g: ir.Graph, name: str, events: Mapping[str, np.ndarray] | None)
     node = g.nodes[name]
     if isinstance(node, ir.Dense):
         out_f, in_f = node.weight.shape
-        return float((node.weight != 0).sum()), float(in_f * out_f), "mac"  # dense input: every input nonzero
-    if not isinstance(node, ir.TernaryDense):
+        if node.input_kind == "dense":
+            return float((node.weight != 0).sum()), float(in_f * out_f), "mac"  # every input nonzero
+        col_nnz = (node.weight != 0).sum(axis=0).astype(np.float64)  # (in,)
+    elif isinstance(node, ir.TernaryDense):
+        out_f, in_f = node.sign.shape
+        col_nnz = (node.sign != 0).sum(axis=0).astype(np.float64)  # (in,)
+    else:
         raise ExportError(f"node {name!r} ({node.type}): not a synapse")
-    out_f, in_f = node.sign.shape
-    col_nnz = (node.sign != 0).sum(axis=0).astype(np.float64)  # (in,)
     e = input_events(g, node.inputs[0], events)
     eff = float(col_nnz.sum()) if e is None else float(np.dot(e, col_nnz))
     return eff, float(in_f * out_f), "ac" if node.input_kind == "spike" else "mac"
@@ -186,8 +191,15 @@ def node_cost(g: ir.Graph, name: str, events: Mapping[str, np.ndarray] | None,
         c["mem_syn_bits"] += rows * out_f * p.weight_bits_ternary
     elif isinstance(node, ir.Dense):
         out_f, in_f = node.weight.shape
-        c["mac"] += in_f * out_f
-        c["mem_dense_bits"] += in_f * out_f * p.weight_bits_dense
+        if node.input_kind == "dense":
+            c["mac"] += in_f * out_f
+            c["mem_dense_bits"] += in_f * out_f * p.weight_bits_dense
+        else:  # fed by spikes: event-driven like a ternary synapse, with dense-width weights
+            eff, dense, cls = synapse_ops(g, name, events)
+            c[cls] += eff if p.event_driven else dense
+            e = input_events(g, node.inputs[0], events)
+            rows = float(e.sum()) if (p.event_driven and e is not None) else float(in_f)
+            c["mem_dense_bits"] += rows * out_f * p.weight_bits_dense
     elif isinstance(node, ir.Sigmoid):
         c["nonlin"] += n
     elif isinstance(node, ir.ReLUSquare):

@@ -277,6 +277,14 @@ def place(graph: ir.Graph, target: str, population: str | None = None, host: str
             proc = "TernaryLIF" if lif.neuron == "ternary_lif" else "GooseSubtractLIF"
             pops.append(Population(name, lif.n, lif.neuron, "core", "graded", lif.n, fmt.x_bits, proc))
     chain_of = {name: c for c, name in enumerate(chains)}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, ir.TernaryDense) and any(src in chain_of for src in node.inputs):
+            src = next(s for s in node.inputs if s in chain_of)
+            raise ExportError(f"IR node {name} ({node.type}) reads the spikes of {src}; Loihi cores take ternary "
+                              f"synapses (TernaryDense) only: a head fed by spikes needs ternary weights "
+                              f"(quantize_head)" if isinstance(node, ir.Dense) else
+                              f"IR node {name} ({node.type}) reads the spikes of {src} directly; only "
+                              f"TernaryDense synapses can (no Loihi mapping)")
     syns, core_syn = [], {}
     for name, node in graph.nodes.items():
         if not isinstance(node, ir.TernaryDense) or node.inputs[0] not in chain_of:

@@ -16,6 +16,7 @@ from goose_neuro.errors import ConfigError
 from goose_neuro.fixed_point import NEURONS
 
 SPIKE_MODES = ("ternary", "binary", "none")
+HEAD_INPUTS = ("dense", "spike")
 SURROGATES = ("atan", "fast_sigmoid", "sigmoid")
 AMPLITUDE_MODES = ("shared", "channel")
 
@@ -40,9 +41,14 @@ class ModelConfig:
     ttq_threshold: TTQ's t, the per-row threshold is t * max|w|.
     ttq_deadzone_lambda: TEQUILA-style secondary gradient for weights trapped at
         zero (0 disables it).
-    quantize_head: make the LM head ternary too (off by default; its input is
-        dense, so it stays a MAC layer either way).
-    tie_embeddings: share embedding and head weights (not with a quantized head).
+    quantize_head: make the LM head ternary (TTQ) too.
+    head_input: ``dense`` (the head reads the final LayerNorm's output: MACs) or ``spike`` (a
+        LIF population ``head_lif`` between the final LayerNorm and the head, so the head reads
+        spikes: with ``quantize_head`` it is a ternary synapse like every other, accumulate-only,
+        and maps onto neuromorphic cores).
+    head_rank: 0 for a full (V x C) head; r > 0 factorises it into C -> r (``head_down``) and
+        r -> V (``head``), both dense or both ternary (``quantize_head``).
+    tie_embeddings: share embedding and head weights (a full-rank float head only).
     layer_norm_eps: LayerNorm epsilon.
     neuron: ``subtract`` (per-channel decay, subtract reset; the default) or ``ternary_lif``
         (lava-nc's TernaryLIF: current and voltage compartments, one decay each per population,
@@ -66,6 +72,8 @@ class ModelConfig:
     ttq_threshold: float = 0.05
     ttq_deadzone_lambda: float = 0.0
     quantize_head: bool = False
+    head_input: str = "dense"
+    head_rank: int = 0
     tie_embeddings: bool = False
     layer_norm_eps: float = 1e-5
     neuron: str = "subtract"
@@ -113,6 +121,12 @@ class ModelConfig:
                 raise bad(name, "must be true or false")
         if self.tie_embeddings and self.quantize_head:
             raise bad("tie_embeddings", "cannot tie the embedding to a quantized head")
+        if self.head_input not in HEAD_INPUTS:
+            raise bad("head_input", f"must be one of {HEAD_INPUTS}")
+        if not isinstance(self.head_rank, int) or isinstance(self.head_rank, bool) or self.head_rank < 0:
+            raise bad("head_rank", "must be an integer >= 0 (0: a full-rank head)")
+        if self.head_rank and self.tie_embeddings:
+            raise bad("tie_embeddings", "cannot tie the embedding to a factorised head (head_rank > 0)")
 
     @property
     def d_ffn(self) -> int:

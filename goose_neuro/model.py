@@ -194,6 +194,15 @@ def _tlin(cfg: ModelConfig, d_in: int, d_out: int) -> TernaryLinear:
     return TernaryLinear(d_in, d_out, t=cfg.ttq_threshold, dead_lambda=cfg.ttq_deadzone_lambda)
 
 
+def _head_linear(cfg: ModelConfig, d_in: int, d_out: int) -> nn.Module:
+    """One matrix of the LM head: ternary (``quantize_head``) or a bias-free float Linear."""
+    if cfg.quantize_head:
+        return _tlin(cfg, d_in, d_out)
+    lin = nn.Linear(d_in, d_out, bias=False)
+    nn.init.normal_(lin.weight, std=d_in**-0.5)
+    return lin
+
+
 class TimeMix(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
@@ -292,13 +301,15 @@ class ASNNGoose(nn.Module):
         self.ln0 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_out = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        if cfg.quantize_head:
-            self.head: nn.Module = _tlin(cfg, cfg.d_model, cfg.vocab_size)
-        else:
-            self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-            nn.init.normal_(self.head.weight, std=cfg.d_model**-0.5)
-            if cfg.tie_embeddings:
-                self.head.weight = self.emb.weight
+        if cfg.head_input == "spike":  # the head reads spikes: accumulate-only with ternary weights
+            self.head_lif = _lif(cfg, cfg.d_model)
+        d_in = cfg.d_model
+        if cfg.head_rank:  # factorised head: C -> r -> V
+            self.head_down = _head_linear(cfg, cfg.d_model, cfg.head_rank)
+            d_in = cfg.head_rank
+        self.head = _head_linear(cfg, d_in, cfg.vocab_size)
+        if cfg.tie_embeddings:
+            self.head.weight = self.emb.weight
 
     # -- state ---------------------------------------------------------------
     def state_spec(self) -> dict[str, int]:
@@ -320,6 +331,8 @@ class ASNNGoose(nn.Module):
             if spiking:
                 spec[pre + "cm.lif_in.mem"] = k * C
                 spec[pre + "cm.lif_hid.mem"] = k * Fh
+        if spiking and self.cfg.head_input == "spike":
+            spec["head_lif.mem"] = k * C
         return spec
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
@@ -349,10 +362,21 @@ class ASNNGoose(nn.Module):
             new_state.update(st_i)
             if collect:
                 hidden.append(x)
-        logits = self.head(self.ln_out(x))  # (B, T, V)
+        logits = self.logits(self.ln_out(x), state, new_state, aux)  # (B, T, V)
         spec = self.state_spec()
         new_state = {n: new_state[n] for n in spec}
         return GooseOutput(logits, new_state, hidden, aux or {})
+
+    def logits(self, h: Tensor, state: State, new_state: State, aux: dict | None) -> Tensor:
+        """The head on the final LayerNorm's output h (B, T, C): [head_lif spikes] -> [head_down] -> head.
+        Writes the head population's membrane into ``new_state`` and its spikes into ``aux``."""
+        if self.cfg.head_input == "spike":
+            h, s, new_state["head_lif.mem"] = self.head_lif(h, state.get("head_lif.mem"))
+            if aux is not None:
+                aux["head_lif"] = s
+        if self.cfg.head_rank:
+            h = self.head_down(h)  # (B, T, r)
+        return self.head(h)  # (B, T, V)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         out = self.run(tokens, state)
@@ -371,12 +395,14 @@ class ASNNGoose(nn.Module):
     def populations(self) -> dict[str, Neuron]:
         """Spiking populations by name: the module path, which is also the IR node name and the key of
         ``run(collect=True).spikes``; the neuron state is ``<name>.mem`` (``L{i}.tm.lif_in`` ...
-        ``L{i}.cm.lif_hid``)."""
+        ``L{i}.cm.lif_hid``, and ``head_lif`` when the head reads spikes)."""
         out = {}
         for i, b in enumerate(self.blocks):
             for part, names in (("tm", ("lif_in", "lif_out")), ("cm", ("lif_in", "lif_hid"))):
                 for n in names:
                     out[f"L{i}.{part}.{n}"] = getattr(getattr(b, part), n)
+        if self.cfg.head_input == "spike":
+            out["head_lif"] = self.head_lif
         return out
 
     def set_fixed_point(self, fmt: NeuronFormat | None) -> "ASNNGoose":

@@ -79,11 +79,14 @@ LAVA_CASES = [  # (model options, target, population, lava-nc population model o
     (dict(neuron="ternary_lif"), "loihi", "host", "PyTernLifModelFixed"),
     (dict(fixed_point=True), "loihi2", None, None),
     (dict(), "loihi", "host", None),
+    (dict(fixed_point=True, head_input="spike", quantize_head=True), "loihi2", None, None),
+    (dict(neuron="ternary_lif", head_input="spike", quantize_head=True), "loihi", "host", "PyTernLifModelFixed"),
 ]
 
 
 @pytest.mark.parametrize("kw, target, population, lava_model", LAVA_CASES,
-                         ids=["tlif-loihi2", "tlif-loihi-host", "subtract-loihi2", "subtract-loihi-host"])
+                         ids=["tlif-loihi2", "tlif-loihi-host", "subtract-loihi2", "subtract-loihi-host",
+                              "spiking-head-loihi2", "spiking-head-tlif-loihi-host"])
 def test_lava_equals_the_checkpoints_model(kw, target, population, lava_model, tmp_path, lava_py):
     m = _model(**kw)
     pkg = load_package(export_loihi(lower(m), tmp_path / "pkg", target, population=population))
@@ -98,6 +101,8 @@ def test_lava_equals_the_checkpoints_model(kw, target, population, lava_model, t
     assert models["synapses"] == ["lava.proc.dense.models.PyDenseModelBitAcc"]
     assert models["readouts"] == (["lava.proc.sdn.models.PySigmaModelFixed"] if target == "loihi2"
                                   else ["lava.proc.lif.models.PyLifModelBitAcc"])
+    if kw.get("head_input") == "spike":  # the head's population and synapses ran in Lava too
+        assert pkg.manifest["chains"][-1]["population"] == "head_lif"
     if lava_model:  # the neuron runs in lava-nc's own process model, none written by this project
         assert models["populations"] == [f"lava.proc.lif.models.{lava_model}"]
     else:
@@ -144,6 +149,17 @@ def test_goose_check_lava_passes_on_the_exported_package(good, lava_py):
     assert rep["static"]["identical"] and rep["lava"]["spike_mismatches"] == 0 and rep["lava"]["spikes_total"] > 0
     assert rep["quality"]["ppl_rel_diff"] == 0.0 and rep["trained_fixed_point"]
     assert rep["lava"]["models"]["populations"] == ["lava.proc.lif.models.PyTernLifModelFixed"]
+
+
+def test_goose_check_lava_passes_with_a_spiking_head(tmp_path, lava_py):
+    """The head as a LIF population and a ternary synapse on the cores: goose-check lava passes."""
+    m = _model(fixed_point=True, head_input="spike", quantize_head=True)
+    save_checkpoint(m, tmp_path / "ck")
+    export_loihi(lower(m), tmp_path / "pkg", "loihi2")
+    (tmp_path / "t.txt").write_bytes(bytes(np.random.default_rng(0).integers(97, 123, 400, dtype=np.uint8)))
+    rc, rep, err = _goose_check(tmp_path, tmp_path / "pkg", lava_py)
+    assert rc == 0 and err == [] and rep["passed"]
+    assert rep["lava"]["spike_mismatches"] == 0 and rep["quality"]["ppl_rel_diff"] == 0.0
 
 
 def _params(fn):
