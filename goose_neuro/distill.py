@@ -15,11 +15,12 @@ run directory ends up a checkpoint directory (see :mod:`goose_neuro.training.che
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from goose_neuro.training.config import TrainConfig
 
-SUMMARY_KEYS = ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "train_tokens_per_s", "skipped")
+SUMMARY_KEYS = ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "energy_pj", "energy_profile",
+                "train_tokens_per_s", "skipped")
 
 
 def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
@@ -27,7 +28,8 @@ def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.P
             model: dict[str, Any] | None = None, init: str | os.PathLike | None = None,
             val_data: str | os.PathLike | None = None, val_fraction: float = 0.05, device: str = "auto",
             cache_dir: str | os.PathLike | None = None, threads: int | None = None, resume: bool = False,
-            stop_after: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+            stop_after: int | None = None, meta: dict[str, Any] | None = None,
+            pricer: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Distil a student of ``preset`` from ``teacher`` on ``data`` into the run directory ``out``.
 
     ``val_data``: validation text (default: the last ``val_fraction`` of ``data``).
@@ -39,6 +41,10 @@ def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.P
     (default :func:`goose_neuro.data.default_cache_dir`). ``resume``: continue from the newest
     checkpoint in ``out``. ``stop_after``: stop after this many steps of this call.
     ``meta``: extra entries stored in every checkpoint's ``meta`` (e.g. ``{"label": ...}``).
+    ``pricer``: ``model -> ActivityPrices`` for ``train.energy_profile``, e.g.
+    ``goose_neuro.energy.training.activity_pricer("loihi2")``: the priced energy term
+    (``train.energy_weight > 0`` without a ``rate_target``) needs it, and with it every evaluation
+    reports the estimated energy per token (``energy_pj``).
 
     Returns the summary of :meth:`Trainer.train` (step, skipped, train_tokens_per_s and the last
     evaluation: student_ppl, teacher_ppl, spike_sparsity, ...) plus ``rank`` (this process's
@@ -67,7 +73,8 @@ def distill(teacher: str | os.PathLike, data: str | os.PathLike, out: str | os.P
             train_ids, val_ids = ids, tokenize_source(val_data, t.tokenizer, cache)
         else:
             train_ids, val_ids = split_tokens(ids, val_fraction)
-        tr = Trainer(mcfg, train, t, train_ids, val_ids, run_dir, cache, device=dev, dist=dist, meta=meta, init=init)
+        tr = Trainer(mcfg, train, t, train_ids, val_ids, run_dir, cache, device=dev, dist=dist, meta=meta, init=init,
+                     pricer=pricer)
         summary = tr.train(resume=resume, stop_after=stop_after)
     finally:
         teardown_distributed(dist)

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--init", default=None, metavar="CKPT",
                    help="start from this checkpoint's weights (same architecture), e.g. fine-tune a float "
                         "student with --fixed-point")
+    h = p.add_argument_group("LM head (default: the preset's)")
+    h.add_argument("--head-input", default=None, choices=["dense", "spike"],
+                   help="spike: a LIF population before the head, so the head reads spikes (accumulate-only "
+                        "with ternary weights; maps onto Loihi cores); dense: the head reads the final LayerNorm")
+    h.add_argument("--quantize-head", action=argparse.BooleanOptionalAction, default=None,
+                   help="ternary (TTQ) head weights")
+    h.add_argument("--head-rank", type=int, default=None, help="factorise the head through this rank (0 = full)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     g.add_argument("--cache-dir", default=None, help="token and teacher-logit cache (default ~/.cache/goose-neuro)")
     g.add_argument("--threads", type=int, default=None,
@@ -118,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--pocl-transition", default=d.pocl_transition, choices=["steps", "plateau"],
                    help="advance stages by step fraction or validation plateau")
     k.add_argument("--pocl-patience", type=int, default=d.pocl_patience, help="evaluations without gain")
+    en = p.add_argument_group("energy-aware distillation (prices spike events with the energy report's op-cost table)")
+    en.add_argument("--energy-weight", type=float, default=d.energy_weight,
+                    help="weight of the energy term: the events' estimated energy per token on --energy-profile "
+                         "as a share of its all-neurons-firing maximum (0 = off)")
+    en.add_argument("--energy-profile", default=d.energy_profile,
+                    help="hardware profile (name or YAML file) that prices the events; evaluations also report "
+                         "the estimated energy per token on it")
+    en.add_argument("--rate-target", type=float, default=d.rate_target,
+                    help="instead of prices: penalise each population's firing rate above this target "
+                         "(weight --energy-weight)")
     k.add_argument("--align-weight", type=float, default=d.align_weight, help="hidden alignment weight (0 = off)")
     k.add_argument("--align-map", default=d.align_map, choices=["uniform", "last"], help="layer mapping")
     k.add_argument("--align-loss", default=d.align_loss, choices=["mse", "cosine", "cka"],
@@ -146,12 +163,21 @@ def _body(argv: Sequence[str] | None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from goose_neuro.distill import SUMMARY_KEYS, distill
 
-    model = {k: v for k, v in (("neuron", a.neuron), ("frac_bits", a.frac_bits)) if v is not None}
+    model = {k: v for k, v in (("neuron", a.neuron), ("frac_bits", a.frac_bits), ("head_input", a.head_input),
+                               ("quantize_head", a.quantize_head), ("head_rank", a.head_rank)) if v is not None}
     if a.fixed_point:
         model["fixed_point"] = True
-    summary = distill(a.teacher, a.data, a.out, train=train_config(a), preset=a.preset, spike_mode=a.spike_mode,
+    cfg = train_config(a)
+    pricer = None
+    if a.spike_mode != "none":
+        from goose_neuro.energy.training import activity_pricer
+
+        # a bad profile fails here, before the teacher loads or anything is written
+        pricer = activity_pricer(cfg.energy_profile, priced_term=cfg.priced_energy)
+    summary = distill(a.teacher, a.data, a.out, train=cfg, preset=a.preset, spike_mode=a.spike_mode,
                       model=model, init=a.init, val_data=a.val_data, val_fraction=a.val_fraction, device=a.device,
-                      cache_dir=a.cache_dir, threads=a.threads, resume=a.resume, stop_after=a.stop_after)
+                      cache_dir=a.cache_dir, threads=a.threads, resume=a.resume, stop_after=a.stop_after,
+                      pricer=pricer)
     if summary["rank"] == 0:
         sys.stdout.write(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}) + "\n")
     return 0

@@ -59,6 +59,9 @@ class TrainConfig:
     pocl_ends: tuple[float, ...] = (0.4, 0.7)  # stage ends as step fractions (n or n - 1 of them)
     pocl_transition: str = "steps"
     pocl_patience: int = 2
+    energy_weight: float = 0.0  # energy-aware term (see goose_neuro.training.energy_term)
+    energy_profile: str = "loihi2"  # the hardware profile that prices the events
+    rate_target: float | None = None  # use a per-population firing-rate target instead of the prices
     align_weight: float = 0.0
     align_map: str = "uniform"
     align_loss: str = "mse"
@@ -93,6 +96,14 @@ class TrainConfig:
             raise ConfigError("temperature and lr must be positive")
         if self.max_windows is not None and self.max_windows < 1:
             raise ConfigError(f"max_windows must be >= 1 (got {self.max_windows})")
+        if not (isinstance(self.energy_weight, (int, float)) and math.isfinite(self.energy_weight)
+                and self.energy_weight >= 0):
+            raise ConfigError(f"energy_weight must be a number >= 0 (got {self.energy_weight!r})")
+        if not isinstance(self.energy_profile, str) or not self.energy_profile:
+            raise ConfigError(f"energy_profile must name a hardware profile (got {self.energy_profile!r})")
+        if self.rate_target is not None and not (isinstance(self.rate_target, (int, float))
+                                                 and 0.0 <= self.rate_target < 1.0):
+            raise ConfigError(f"rate_target must be in [0, 1) (got {self.rate_target!r})")
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size {self.batch_size} must be divisible by grad_accum {self.grad_accum}")
 
@@ -116,6 +127,11 @@ class TrainConfig:
         """Names of the fields that change what is trained (cadence options left out)."""
         return sorted(f.name for f in fields(self)
                       if f.name not in CADENCE and getattr(self, f.name) != getattr(other, f.name))
+
+    @property
+    def priced_energy(self) -> bool:
+        """The energy term prices events on ``energy_profile`` (needs activity prices)."""
+        return self.energy_weight > 0 and self.rate_target is None
 
     def pocl_schedule(self) -> POCLSchedule | None:
         if not self.pocl or self.ce_only:

@@ -40,11 +40,13 @@ def perplexity(forward: Callable[[Tensor], Tensor], windows: Tensor, batch: int 
 
 @torch.no_grad()
 def evaluate(model: ASNNGoose, windows: Tensor, teacher: Teacher | None = None, batch: int = 8,
-             teacher_ppl: float | None = None) -> dict[str, Any]:
+             teacher_ppl: float | None = None, prices=None) -> dict[str, Any]:
     """Perplexity of student (and teacher) on the same windows (K, T + 1), spike rates, tokens/s.
 
     Student state starts fresh in each window, like the teacher's context. ``teacher_ppl``:
     a value measured earlier on the same windows (the teacher is frozen), reused as is.
+    ``prices``: :class:`~goose_neuro.training.energy_term.ActivityPrices`; adds ``energy_pj``, the
+    estimated energy per token on their profile at the measured events (and ``energy_profile``).
     """
     dev = next(model.parameters()).device
     was_training = model.training
@@ -71,6 +73,11 @@ def evaluate(model: ASNNGoose, windows: Tensor, teacher: Teacher | None = None, 
         res["teacher_ppl"] = teacher_ppl if teacher_ppl is not None else \
             perplexity(lambda x: teacher.forward(x)[0], windows, batch)[0]
     res.update(spike_summary(model.cfg, nz, cnt))
+    if prices is not None and cnt:
+        pops = model.populations()
+        ev = {k: nz[k] * pops[k].n / cnt[k] for k in cnt}  # events per token
+        res["energy_pj"] = prices.energy_pj(ev)
+        res["energy_profile"] = prices.profile
     return res
 
 
@@ -81,7 +88,7 @@ def spike_summary(cfg: ModelConfig, nz: dict[str, float], cnt: dict[str, int]) -
         return {"spike_sparsity": None, "spike_rates": {}}
     layers: dict[str, list[float]] = {}
     for name in cnt:
-        lay = name.split(".")[0]  # node names start with their layer, "L{i}."
+        lay = "head" if name.startswith("head") else name.split(".")[0]  # "L{i}." or the head's
         a = layers.setdefault(lay, [0.0, 0.0])
         a[0] += nz[name]
         a[1] += cnt[name]

@@ -6,6 +6,7 @@ One optimizer step (global batch ``B`` windows of ``T`` tokens, split over
     idx   = windows for this step (a pure function of seed and step; POCL may restrict the pool)
     z_t   = teacher logits (live, or top-k from the on-disk cache)
     L     = alpha * tau^2 KL + (1 - alpha) CE + w_align * L_align + w_reg (tau - anchor)^2
+            + w_energy * (priced firing rate, or excess over a rate target)   (see .energy_term)
     grads averaged over micro-batches and processes (torch.distributed all-reduce)
     skip the step if the loss or gradient norm is not finite (stop after K in a row)
     clip, AdamW (cosine LR with warm-up; CTKD's temperature in its own group and LR)
@@ -39,6 +40,7 @@ from goose_neuro.teacher import Teacher, check_context, check_vocab
 from goose_neuro.training import checkpoints as ckpts
 from goose_neuro.training.config import TrainConfig, TrainingError
 from goose_neuro.training.distributed import Dist, all_reduce_mean, barrier, broadcast_int
+from goose_neuro.training.energy_term import Pricer, check_populations, events_per_token, priced_rate, rate_excess
 from goose_neuro.training.evaluation import autocast, evaluate
 from goose_neuro.training.teacher_cache import teacher_tables
 
@@ -68,12 +70,16 @@ class Trainer:
     """Owns model, teacher, data pools, optimizer and schedules for one run directory.
 
     ``meta``: extra entries for every checkpoint's ``meta`` (e.g. ``label``, what the student is).
+    ``pricer``: ``model -> ActivityPrices`` on ``cfg.energy_profile``
+    (:func:`goose_neuro.energy.training.activity_pricer`); needed by the priced energy term, and
+    when given, evaluations also report the estimated energy per token (``energy_pj``).
     """
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, teacher: Teacher | None, train_ids: Tensor,
                  val_ids: Tensor, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
                  device: str | torch.device = "cpu", dist: Dist | None = None,
-                 meta: dict[str, Any] | None = None, init: str | os.PathLike | None = None) -> None:
+                 meta: dict[str, Any] | None = None, init: str | os.PathLike | None = None,
+                 pricer: Pricer | None = None) -> None:
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = torch.device(device)
         self.dist = dist or Dist()
@@ -100,6 +106,8 @@ class Trainer:
         self.temp = CTKDTemperature(cfg.tau_min, cfg.tau_max, tau0).to(self.device) \
             if cfg.ctkd and not cfg.ce_only else None
         self.aligner = self._make_aligner(model_cfg)
+        self.pricer, self.prices = pricer, None
+        self.energy_on = self._energy_setup(model_cfg)
         self.opt = self._make_optimizer()
         self.step, self.bad_in_row, self.skipped, self.tokens_seen = 0, 0, 0, 0
         self.teacher_ppl: float | None = None
@@ -117,6 +125,27 @@ class Trainer:
         t = self.teacher
         return HiddenAligner(mc.n_layers, mc.d_model, t.n_layers, t.d_model, self.cfg.align_map,
                              self.cfg.align_loss).to(self.device)
+
+    def _energy_setup(self, mc: ModelConfig) -> bool:
+        """Whether the energy term is on; fetch the first prices (a bad profile fails here, before training)."""
+        c = self.cfg
+        spiking = mc.spike_mode != "none"
+        if c.energy_weight > 0 and not spiking:
+            log.warning("energy term off: spike_mode 'none' has no spike events to price")
+        on = c.energy_weight > 0 and spiking
+        if on and c.priced_energy and self.pricer is None:
+            raise ConfigError(f"the energy term (energy_weight {c.energy_weight}) prices events on "
+                              f"{c.energy_profile!r}: pass pricer=goose_neuro.energy.training.activity_pricer("
+                              f"{c.energy_profile!r}) (goose-train does), or set a rate_target")
+        if self.pricer is not None and spiking:
+            self._refresh_prices(check=on and c.priced_energy)
+        return on
+
+    def _refresh_prices(self, check: bool = False) -> None:
+        self.prices = self.pricer(self.model)
+        check_populations(self.prices, self.model.populations())
+        if check and not self.prices.full_pj > 0:
+            priced_rate({}, self.prices)  # raises the ConfigError that says why
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.cfg
@@ -168,6 +197,19 @@ class Trainer:
                 "hidden": [h.to(self.device) for h in hidden]}
 
     def _terms(self, out, y: Tensor, tgt: dict[str, Any]) -> dict[str, Tensor]:
+        t = self._distill_terms(out, y, tgt)
+        c = self.cfg
+        if self.energy_on:
+            term = rate_excess(out.spikes, c.rate_target) if c.rate_target is not None \
+                else priced_rate(out.spikes, self.prices)
+            t["loss"] = t["loss"] + c.energy_weight * term
+            t["energy_term"] = term
+        if self.prices is not None and out.spikes:
+            ev = {k: float(v.detach()) for k, v in events_per_token(out.spikes).items()}
+            t["energy_pj"] = torch.tensor(self.prices.energy_pj(ev))
+        return t
+
+    def _distill_terms(self, out, y: Tensor, tgt: dict[str, Any]) -> dict[str, Tensor]:
         c = self.cfg
         ce = losses.ce_loss(out.logits, y)
         if c.ce_only:
@@ -214,7 +256,7 @@ class Trainer:
             x, y = w[:, :-1], w[:, 1:]
             tgt = self._teacher_out(chunk, x)
             with autocast(self.device):
-                out = self.model.run(x, collect=self.aligner is not None)
+                out = self.model.run(x, collect=self.aligner is not None or self.energy_on)
             terms = self._terms(out, y, tgt)
             (terms["loss"] / c.grad_accum).backward()
             for k, v in terms.items():
@@ -253,7 +295,9 @@ class Trainer:
 
     # -- evaluation, logging --------------------------------------------------------------
     def run_eval(self) -> dict[str, Any]:
-        res = evaluate(self.model, self.val_windows, self.teacher, teacher_ppl=self.teacher_ppl)
+        if self.prices is not None:
+            self._refresh_prices()  # the weights moved: what an event costs downstream moved with them
+        res = evaluate(self.model, self.val_windows, self.teacher, teacher_ppl=self.teacher_ppl, prices=self.prices)
         self.teacher_ppl = res.get("teacher_ppl")
         if self.pocl is not None and self.pocl.on_eval(res["student_loss"]):
             log.info("POCL: plateau, stage %d from step %d", self.pocl.stage, self.step)
