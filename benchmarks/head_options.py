@@ -1,0 +1,128 @@
+"""The LM head at an equal budget: perplexity, energy per token and deployability of each option.
+
+The dense head of the ``small`` student (128 x 4096 MACs per token) is most of its energy on
+``loihi2``. Options, each a ModelConfig setting (all other settings the same; recipe: goose-train's
+distillation with CTKD and POCL, no energy term)::
+
+    dense           head_input dense, float weights              (the head before this study)
+    spike+ternary   head_input spike, quantize_head: a LIF population before a ternary head, so the head
+                    is a spike-fed ternary synapse (accumulate-only; on Loihi: LIF -> TernaryDense on cores)
+    ternary         quantize_head, dense input (ternary weights, still MACs)
+    spike           head_input spike, float weights (accumulates of float weights; no Loihi mapping)
+    factorised-R    head_rank R, float weights: C -> R -> V
+    dense on host   the ``dense`` run, its head priced on the host profile (cmos45-fp64) instead of the chip
+
+For each: War and Peace test perplexity (and its ratio to the teacher's), zero-spike fraction, energy
+per token on loihi2 and cmos45-int8 (and the head's share), and whether the Loihi 2 export (placement)
+and the ONNX integer variant take it (the ONNX column says whether the head itself runs as an integer
+MatMulInteger).
+
+Usage::
+
+    python benchmarks/head_options.py --steps 600 --work runs/heads       # ~5 runs x 5-8 min on 2 busy cores
+    python benchmarks/head_options.py --runs dense,spike+ternary --steps 600 --work runs/heads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality_runs as q  # noqa: E402
+
+HEADS = {
+    "dense": dict(head_input="dense", quantize_head=False, head_rank=0),
+    "spike+ternary": dict(head_input="spike", quantize_head=True, head_rank=0),
+    "ternary": dict(head_input="dense", quantize_head=True, head_rank=0),
+    "spike": dict(head_input="spike", quantize_head=False, head_rank=0),
+    "factorised-32": dict(head_input="dense", quantize_head=False, head_rank=32),
+}
+RECIPE = dict(ctkd=True, pocl=True, energy_weight=0.0)
+
+
+def deployable(ckpt: Path) -> dict[str, str]:
+    """Does the Loihi 2 placement take the model, and does the ONNX int variant run its head as integers?"""
+    from goose_neuro.checkpoint import load_checkpoint
+    from goose_neuro.errors import ExportError
+    from goose_neuro.export.lower import lower
+    from goose_neuro.export.onnx_export import build_model
+    from goose_neuro.export.placement import place
+
+    model, _ = load_checkpoint(ckpt)
+    g = lower(model)
+    try:
+        pl = place(g, "loihi2")
+        on_core = [s.node for s in pl.synapses if s.node.startswith("head")]
+        loihi = "yes: head synapses on cores" if on_core else "yes: head on the host"
+    except ExportError as e:
+        loihi = f"no ({str(e)[:70]}...)"
+    m = build_model(g, "int")
+    head_int = any(n.op_type == "MatMulInteger" and n.name.startswith("head") for n in m.graph.node)
+    return {"loihi2_deploy": loihi, "onnx_int": "yes: head as MatMulInteger" if head_int else "yes: head in float"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default=",".join(HEADS), help="comma-separated subset of: " + ", ".join(HEADS))
+    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run (batch 8, T 64)")
+    ap.add_argument("--work", default="runs/heads", help="run directories (reused when the options match)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
+    ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
+    a = ap.parse_args(argv)
+    bad = q.check_inputs()
+    if bad:
+        sys.stderr.write(bad + "\n")
+        return 2
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name in [r.strip() for r in a.runs.split(",") if r.strip()]:
+        if name not in HEADS:
+            sys.stderr.write(f"unknown run {name!r}; choose from {', '.join(HEADS)}\n")
+            return 2
+        d = work / name
+        if not a.measure_only:
+            q.train(d, a.steps, model=HEADS[name], train=RECIPE, cache=work / ".cache", threads=a.threads,
+                    retrain=a.retrain)
+        if not (d / "model.safetensors").is_file():
+            continue
+        rows[name] = {**q.measure(d), **deployable(d)}
+        sys.stderr.write(f"[{name}] test ppl {rows[name]['test_ppl']:.1f}\n")
+    text = table(rows, a.steps)
+    print(text)
+    (work / "heads.md").write_text(text + "\n")
+    (work / "heads.json").write_text(json.dumps(rows, indent=1, default=float))
+    return 0
+
+
+def table(rows: dict, steps: int) -> str:
+    if not rows:
+        return "no runs"
+    t = next(iter(rows.values()))
+    lines = [f"# LM head options: small student, {steps} steps, batch 8, T 64, CTKD + POCL; War and Peace test "
+             f"({q.TEST_WINDOWS} windows x {q.TEST_CTX} tokens); teacher test ppl {t['teacher_test_ppl']:.1f}; "
+             f"energy per token (uJ), teacher fp32 at ctx {q.CONTEXT} = {t['teacher_fp32_pj'] / 1e6:.1f} uJ",
+             "",
+             "| head | params | test ppl | x teacher | zero spikes | loihi2 uJ | head share | x fp32 teacher "
+             "| cmos45-int8 uJ | head share | Loihi 2 export | ONNX int |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        l2, c8 = r["loihi2"], r["cmos45-int8"]
+        lines.append(f"| {name} | {r['params']:,} | {r['test_ppl']:.1f} | {r['ppl_ratio']:.2f} | "
+                     f"{q.fmt(r['zero_fraction'], '{:.1%}')} | {l2['student_pj'] / 1e6:.2f} | {l2['head_share']:.0%} | "
+                     f"1/{1 / l2['over_fp32']:.0f} | {c8['student_pj'] / 1e6:.2f} | {c8['head_share']:.0%} | "
+                     f"{r['loihi2_deploy']} | {r['onnx_int']} |")
+        if name == "dense":
+            lines.append(f"| dense on host ({l2['host_profile']}) | {r['params']:,} | {r['test_ppl']:.1f} | "
+                         f"{r['ppl_ratio']:.2f} | {q.fmt(r['zero_fraction'], '{:.1%}')} | "
+                         f"{l2['head_on_host_pj'] / 1e6:.2f} | - | 1/{r['teacher_fp32_pj'] / l2['head_on_host_pj']:.0f} "
+                         f"| (as dense) | - | yes (host op) | yes: head in float |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Quality per joule: perplexity against estimated energy per token, sweeping the energy term's weight.
+
+Every point is ``goose-train`` with its defaults (preset ``small``, its default head, the default
+recipe) and ``--steps S --energy-weight W`` (or ``--rate-target R``), trained on War and Peace and
+measured on its test split (:mod:`quality_runs`). Reference points: the teacher (its perplexity at
+its fp32 and int8 energy per token at context 512, ``cmos45-fp32`` / ``cmos45-int8``) and the dense
+student (the same preset and recipe with ``spike_mode none``, trained alike: the dense twin as a
+trained network; each spiking point's report also prices its own same-weights dense twin).
+
+Goals measured against: test perplexity <= 1.30 x the teacher's with >= 80% zero spikes, and energy
+per token on loihi2 >= 20 x below the fp32 teacher at context 512.
+
+Usage::
+
+    python benchmarks/pareto.py --steps 600 --weights 0,0.5,1,2,4 --work runs/pareto
+    python benchmarks/pareto.py --steps 600 --weights 1 --rate-targets 0.1:2 --work runs/pareto
+
+Writes WORK/pareto.md, WORK/pareto.json and WORK/pareto.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality_runs as q  # noqa: E402
+
+GOAL_PPL, GOAL_ZERO, GOAL_ENERGY = 1.30, 0.80, 20.0
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _targets(text: str) -> list[tuple[float, float]]:
+    """'0.1:2,0.05:4' -> [(0.1, 2.0), (0.05, 4.0)] (rate target : weight)."""
+    out = []
+    for item in text.split(","):
+        if item.strip():
+            r, w = item.split(":")
+            out.append((float(r), float(w)))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run (goose-train defaults otherwise)")
+    ap.add_argument("--weights", default="0,0.5,1,2,4", help="energy weights of the priced term, comma separated")
+    ap.add_argument("--rate-targets", default="", help="rate-target runs as TARGET:WEIGHT, comma separated")
+    ap.add_argument("--no-dense", action="store_true", help="skip the dense (spike_mode none) reference run")
+    ap.add_argument("--work", default="runs/pareto", help="run directories (reused when the options match)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
+    a = ap.parse_args(argv)
+    bad = q.check_inputs()
+    if bad:
+        sys.stderr.write(bad + "\n")
+        return 2
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[str, dict, dict]] = [(f"w={w:g}", {}, {"energy_weight": w}) for w in _floats(a.weights)]
+    plan += [(f"rate<={r:g} w={w:g}", {}, {"energy_weight": w, "rate_target": r}) for r, w in _targets(a.rate_targets)]
+    if not a.no_dense:
+        plan.append(("dense student", {"spike_mode": "none"}, {"energy_weight": 0.0}))
+    rows = {}
+    for name, model, train in plan:
+        d = work / name.replace(" ", "_").replace("<=", "le").replace("=", "")
+        if not a.measure_only:
+            q.train(d, a.steps, model=model, train=train, cache=work / ".cache", threads=a.threads, retrain=a.retrain)
+        if not (d / "model.safetensors").is_file():
+            continue
+        rows[name] = {**q.measure(d), "train": train}
+        sys.stderr.write(f"[{name}] test ppl {rows[name]['test_ppl']:.1f}\n")
+    if not rows:
+        print("no runs")
+        return 0
+    text = table(rows, a.steps)
+    print(text)
+    (work / "pareto.md").write_text(text + "\n")
+    (work / "pareto.json").write_text(json.dumps(rows, indent=1, default=float))
+    plot(rows, work / "pareto.png", a.steps)
+    return 0
+
+
+def table(rows: dict, steps: int) -> str:
+    t = next(iter(rows.values()))
+    tp, f32, i8 = t["teacher_test_ppl"], t["teacher_fp32_pj"], t["teacher_int8_pj"]
+    lines = [f"# Pareto: goose-train defaults, small, {steps} steps (batch 8, T 64); War and Peace test "
+             f"({q.TEST_WINDOWS} windows x {q.TEST_CTX} tokens); energy per token from the energy report's "
+             f"op-cost table; teacher at context {q.CONTEXT}",
+             "",
+             "| run | val ppl | test ppl | x teacher | zero spikes | loihi2 uJ | vs fp32 teacher | vs int8 teacher "
+             "| same-weights dense twin, loihi2 uJ | cmos45-int8 uJ | goals met |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        l2, c8 = r["loihi2"], r["cmos45-int8"]
+        goals = []
+        if r["ppl_ratio"] <= GOAL_PPL:
+            goals.append("ppl")
+        if r["zero_fraction"] is not None and r["zero_fraction"] >= GOAL_ZERO:
+            goals.append("zeros")
+        if f32 / l2["student_pj"] >= GOAL_ENERGY:
+            goals.append("energy")
+        lines.append(f"| {name} | {q.fmt(r['val_ppl'], '{:.1f}')} | {r['test_ppl']:.1f} | {r['ppl_ratio']:.2f} | "
+                     f"{q.fmt(r['zero_fraction'], '{:.1%}')} | {l2['student_pj'] / 1e6:.2f} | "
+                     f"{f32 / l2['student_pj']:.1f}x lower | {i8 / l2['student_pj']:.1f}x lower | "
+                     f"{q.fmt(l2['dense_twin_pj'] and l2['dense_twin_pj'] / 1e6)} | {c8['student_pj'] / 1e6:.2f} | "
+                     f"{', '.join(goals) or '-'} |")
+    lines.append(f"| teacher (wp-gpt2-4L256) | - | {tp:.1f} | 1.00 | - | fp32 {f32 / 1e6:.1f} / int8 {i8 / 1e6:.1f} "
+                 f"(cmos45) | 1 | - | - | int8 {i8 / 1e6:.1f} | - |")
+    lines += ["", f"Goals: test ppl <= {GOAL_PPL:.2f} x teacher, >= {GOAL_ZERO:.0%} zero spikes, loihi2 energy per "
+                  f"token >= {GOAL_ENERGY:.0f}x below the fp32 teacher at context {q.CONTEXT}."]
+    return "\n".join(lines)
+
+
+def plot(rows: dict, path: Path, steps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = next(iter(rows.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, prof in zip(axes, q.PROFILES):
+        for name, r in rows.items():
+            x = r[prof]["student_pj"] / 1e6
+            dense = r["config"]["spike_mode"] == "none"
+            rate = "rate_target" in r["train"] and r["train"]["rate_target"] is not None
+            ax.scatter([x], [r["test_ppl"]], marker="s" if dense else ("^" if rate else "o"),
+                       color="tab:gray" if dense else ("tab:orange" if rate else "tab:blue"), zorder=3)
+            label = name if dense else f"{name}\n{r['zero_fraction']:.0%} zeros"
+            ax.annotate(label, (x, r["test_ppl"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        for key, mark in (("teacher_fp32_pj", "fp32"), ("teacher_int8_pj", "int8")):
+            ax.scatter([t[key] / 1e6], [t["teacher_test_ppl"]], marker="*", s=120, color="tab:red", zorder=3)
+            ax.annotate(f"teacher {mark} (cmos45, ctx {q.CONTEXT})", (t[key] / 1e6, t["teacher_test_ppl"]),
+                        fontsize=7, xytext=(4, -10), textcoords="offset points")
+        ax.axhline(t["teacher_test_ppl"] * GOAL_PPL, ls=":", color="tab:red", lw=0.8)
+        ax.axvline(t["teacher_fp32_pj"] / GOAL_ENERGY / 1e6, ls=":", color="tab:green", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"estimated energy per token on {prof} (uJ; teachers on cmos45)")
+        ax.set_ylabel("War and Peace test perplexity")
+        ax.set_title(f"{prof}: small student, {steps} steps", fontsize=9)
+    fig.text(0.5, 0.005, f"dotted: {GOAL_PPL:.2f} x teacher perplexity; fp32 teacher / {GOAL_ENERGY:.0f}. "
+                         "Circles: energy weight sweep; triangles: rate target; square: dense student.",
+             ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
