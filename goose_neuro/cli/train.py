@@ -26,8 +26,9 @@ from goose_neuro.cli import make_parser, run_cli
 PROG = "goose-train"
 
 
-def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
-    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=False, help=help)
+def _bool_flag(p: argparse.ArgumentParser, name: str, help: str, default: bool = False) -> None:
+    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default,
+                   help=help + (" (on by default; --no-" + name + " turns it off)" if default else ""))
 
 
 def number_list(text: str) -> tuple[float, ...]:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, default=0.05, help="share of --data held out for validation")
     g.add_argument("--out", required=True, help="run directory (becomes the final checkpoint directory)")
     g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    g.add_argument("--preset", default="small", help="student preset: tiny, small or gpt2-50m")
+    g.add_argument("--preset", default="small", help="student preset: tiny, mini, small or gpt2-50m")
     g.add_argument("--spike-mode", default=None, choices=["ternary", "binary", "none"],
                    help="override the preset's spike mode (none = dense ablation)")
     n = p.add_argument_group("neurons (what the student computes, and what it deploys with)")
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--kl-mix", type=float, default=d.kl_mix, help="forward share of the mixed KL")
     k.add_argument("--temperature", type=float, default=d.temperature,
                    help="fixed KD temperature; CTKD's initial value and anchor")
-    _bool_flag(k, "ctkd", "learn the temperature adversarially (CTKD, arXiv 2211.16231)")
+    _bool_flag(k, "ctkd", "learn the temperature adversarially (CTKD, arXiv 2211.16231)", d.ctkd)
     k.add_argument("--tau-min", type=float, default=d.tau_min, help="CTKD lower temperature bound")
     k.add_argument("--tau-max", type=float, default=d.tau_max, help="CTKD upper temperature bound")
     k.add_argument("--temp-lr", type=float, default=d.temp_lr, help="CTKD temperature learning rate")
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--temp-reg", type=float, default=d.temp_reg, help="anchor regulariser weight (0 = off)")
     _bool_flag(k, "adakd", "token-adaptive temperature (lower on hard tokens)")
     k.add_argument("--adakd-spread", type=float, default=d.adakd_spread, help="AdaKD tau range factor")
-    _bool_flag(k, "pocl", "progressive curriculum stages (POCL, arXiv 2506.05695)")
+    _bool_flag(k, "pocl", "progressive curriculum stages (POCL, arXiv 2506.05695)", d.pocl)
     k.add_argument("--pocl-fractions", type=number_list, default=_csv(d.pocl_fractions),
                    help="data share per stage (easy first), comma separated")
     k.add_argument("--pocl-taus", type=number_list, default=_csv(d.pocl_taus),

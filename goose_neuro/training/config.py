@@ -43,7 +43,7 @@ class TrainConfig:
     kl: str = "forward"
     kl_mix: float = 0.5
     temperature: float = 2.0  # fixed temperature, or CTKD's initial value and anchor
-    ctkd: bool = False
+    ctkd: bool = True  # on by default: see the README (default recipe) for the figures
     tau_min: float = 1.0
     tau_max: float = 5.0
     temp_lr: float = 0.01
@@ -52,7 +52,7 @@ class TrainConfig:
     temp_reg: float = 0.1
     adakd: bool = False
     adakd_spread: float = 1.5
-    pocl: bool = False
+    pocl: bool = True  # on by default
     pocl_fractions: tuple[float, ...] = (0.3333, 0.6667, 1.0)  # data share per stage (easy first)
     pocl_taus: tuple[float, ...] = (1.0, 1.5, 2.0)  # temperature per stage
     pocl_alphas: tuple[float, ...] = (0.5, 0.6, 0.7)  # KD weight per stage
