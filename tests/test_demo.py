@@ -46,6 +46,30 @@ def test_summary_table_lists_every_stage(tmp_path):
     assert lines[2].split()[:3] == ["check", "lava", "skipped"] and lines[3].split() == ["total", "20.0s"]
 
 
+def test_compression_line_states_params_perplexity_and_energy_ratios():
+    done = {"train": demo.Stage("train", demo.OK, figures={"student_ppl": 140.0, "teacher_ppl": 100.0}),
+            "energy": demo.Stage("energy", demo.OK, figures={
+                "profiles": {"loihi2": {"student_pj": 2.0e6}}, "student_params": 383_757, "teacher_params": 873_600,
+                "context": 128, "teacher_pj": {"int8": 9.0e6, "fp32": 60.0e6}})}
+    line = demo.compression_line(done)
+    assert line == ("compression: student 0.38M params = 44% of the teacher's 0.87M; val perplexity 140.0 vs 100.0 "
+                    "(x1.40); energy per token on loihi2 2 uJ = 1/4.5 of the int8 teacher and 1/30 of the fp32 "
+                    "teacher (45 nm CMOS, context 128; estimates)")
+    done["energy"].status = demo.FAILED
+    assert demo.compression_line(done) is None
+
+
+def test_the_demo_student_is_at_most_45_percent_of_the_demo_teacher():
+    from goose_neuro.config import preset
+    from goose_neuro.model import ASNNGoose
+
+    spec = dt.DemoTeacherSpec()
+    d, V, L, P = spec.n_embd, spec.vocab_size, spec.n_layer, spec.n_positions
+    teacher = V * d + P * d + L * (12 * d * d + 13 * d) + 2 * d  # GPT-2, tied head
+    student = ASNNGoose(preset("mini", vocab_size=V)).num_params()
+    assert teacher == 873_600 and student / teacher <= 0.45
+
+
 def test_teacher_without_data_is_a_one_line_error(tmp_path, capsys):
     assert demo.main(["--teacher", "gpt2", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

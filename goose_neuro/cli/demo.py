@@ -107,7 +107,8 @@ def build_parser():
                                                     "val.txt; with --data, the last 5%% of --data for training "
                                                     "and --data itself for the checks)")
     p.add_argument("--steps", type=int, default=None, help="distillation steps (default 300, --quick 30)")
-    p.add_argument("--preset", default=None, help="student preset (default small, --quick tiny)")
+    p.add_argument("--preset", default=None, help="student preset (default: mini with the demo teacher, at 44%% "
+                                                  "of its parameters; small with --teacher; --quick: tiny)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run: tiny student, few steps and tokens")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: all cores on an idle machine, 1 on a busy one)")
@@ -132,7 +133,8 @@ def make_plan(a) -> Plan:
         raise GooseError(f"--threads must be >= 1 (got {a.threads})")
     threads = a.threads or pick_threads()
     set_threads(threads)
-    sizes = dict(steps=a.steps or (30 if quick else 300), preset=a.preset or ("tiny" if quick else "small"),
+    student = "tiny" if quick else ("mini" if a.teacher is None else "small")
+    sizes = dict(steps=a.steps or (30 if quick else 300), preset=a.preset or student,
                  batch_size=8, seq_len=64, eval_every=10 if quick else 100, check_tokens=128 if quick else 512,
                  gen_tokens=8 if quick else 32, energy_tokens=256 if quick else 2048,
                  lava_tokens=16 if quick else 128, threads=threads, cache_dir=str(default_cache_dir()))
@@ -328,14 +330,44 @@ def stage_energy(plan: Plan, st: Stage) -> None:
     per = {n: {"student_pj": b["student"]["energy_pj_per_token"],
                "teacher_pj_ctx128": b["teacher"]["128"]["energy_pj_per_token"],
                "ratio_ctx128": b["student_over_teacher"]["128"]} for n, b in rep["profiles"].items()}
+    shape = rep["teacher"]["shapes"][rep["teacher"]["name"]]
+    ctx = "512" if (shape.get("n_positions") or 0) >= 512 else "128"  # within the teacher's own context
+    fair = rep["fair_baseline"]
     st.figures = {"activation_sparsity": act["activation_sparsity"], "firing_rate": act["firing_rate"],
-                  "tokens": act["tokens"], "profiles": per}
+                  "tokens": act["tokens"], "profiles": per, "student_params": rep["model"]["params"],
+                  "teacher_params": shape.get("params"), "context": int(ctx),
+                  "teacher_pj": {k: fair["teachers"][k][ctx] for k in ("fp32", "int8")}}
     st.outputs = [str(out / "report.md")] + sorted(str(p) for p in out.glob("*.png"))
     l2 = per.get("loihi2")
-    head = (f"loihi2 {l2['student_pj'] / 1e6:.3g} uJ/token vs teacher@128 {l2['teacher_pj_ctx128'] / 1e6:.3g} uJ "
-            f"(x{l2['ratio_ctx128']:.2g}); " if l2 else "")
+    head = ""
+    if l2:
+        t8, t32 = st.figures["teacher_pj"]["int8"], st.figures["teacher_pj"]["fp32"]
+        head = (f"loihi2 {l2['student_pj'] / 1e6:.3g} uJ/token vs teacher at context {ctx} on 45 nm CMOS: int8 "
+                f"{t8 / 1e6:.3g} uJ (x{l2['student_pj'] / t8:.2g}), fp32 {t32 / 1e6:.3g} uJ "
+                f"(x{l2['student_pj'] / t32:.2g}); ")
     st.result = f"{head}sparsity {act['activation_sparsity']:.3f} over {act['tokens']} tokens"
     st.status = OK
+
+
+def compression_line(done: dict[str, Stage]) -> str | None:
+    """One line: the student's size, perplexity and energy per token against its teacher's."""
+    tr, en = done.get("train"), done.get("energy")
+    if tr is None or en is None or tr.status != OK or en.status != OK:
+        return None
+    f, g = tr.figures, en.figures
+    sp, tp, l2 = f.get("student_ppl"), f.get("teacher_ppl"), g["profiles"].get("loihi2")
+    n_s, n_t = g.get("student_params"), g.get("teacher_params")
+    parts = []
+    if n_s and n_t:
+        parts.append(f"student {n_s / 1e6:.2f}M params = {n_s / n_t:.0%} of the teacher's {n_t / 1e6:.2f}M")
+    if sp and tp:
+        parts.append(f"val perplexity {sp:.1f} vs {tp:.1f} (x{sp / tp:.2f})")
+    if l2:
+        e = l2["student_pj"]
+        t8, t32 = g["teacher_pj"]["int8"], g["teacher_pj"]["fp32"]
+        parts.append(f"energy per token on loihi2 {e / 1e6:.2g} uJ = 1/{t8 / e:.1f} of the int8 teacher and "
+                     f"1/{t32 / e:.0f} of the fp32 teacher (45 nm CMOS, context {g['context']}; estimates)")
+    return "compression: " + "; ".join(parts)
 
 
 STAGES: list[tuple[str, Callable[[Plan, Stage], None], tuple[str, ...]]] = [
@@ -427,8 +459,11 @@ def _body(argv: Sequence[str] | None) -> int:
     stages = list(done.values())
     total = time.perf_counter() - t0
     table = summary_table(stages, total)
-    path = write_summary(plan, stages, total, table)
+    comp = compression_line(done)
+    path = write_summary(plan, stages, total, table + (f"\n{comp}" if comp else ""))
     label = " (demo teacher)" if plan.demo_teacher else ""
+    if comp:
+        table = f"{table}\n{comp}"
     _say(f"\ngoose-demo summary{label}\n{table}")
     energy = done["energy"]
     report = energy.outputs[0] if energy.status == OK else None
