@@ -94,7 +94,7 @@ def table(rows: dict, steps: int) -> str:
              f"op-cost table; teacher at context {q.CONTEXT}",
              "",
              "| run | val ppl | test ppl | x teacher | zero spikes | loihi2 uJ | vs fp32 teacher | vs int8 teacher "
-             "| same-weights dense twin, loihi2 uJ | cmos45-int8 uJ | goals met |",
+             "| cmos45-int8 uJ | dense twin: test ppl, loihi2 uJ, cmos45-int8 uJ | goals met |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in rows.items():
         l2, c8 = r["loihi2"], r["cmos45-int8"]
@@ -108,10 +108,11 @@ def table(rows: dict, steps: int) -> str:
         lines.append(f"| {name} | {q.fmt(r['val_ppl'], '{:.1f}')} | {r['test_ppl']:.1f} | {r['ppl_ratio']:.2f} | "
                      f"{q.fmt(r['zero_fraction'], '{:.1%}')} | {l2['student_pj'] / 1e6:.2f} | "
                      f"{f32 / l2['student_pj']:.1f}x lower | {i8 / l2['student_pj']:.1f}x lower | "
-                     f"{q.fmt(l2['dense_twin_pj'] and l2['dense_twin_pj'] / 1e6)} | {c8['student_pj'] / 1e6:.2f} | "
-                     f"{', '.join(goals) or '-'} |")
+                     f"{c8['student_pj'] / 1e6:.2f} | {q.fmt(r.get('dense_twin_test_ppl'), '{:.1f}')}, "
+                     f"{q.fmt(l2['dense_twin_pj'] and l2['dense_twin_pj'] / 1e6)}, "
+                     f"{q.fmt(c8['dense_twin_pj'] and c8['dense_twin_pj'] / 1e6)} | {', '.join(goals) or '-'} |")
     lines.append(f"| teacher (wp-gpt2-4L256) | - | {tp:.1f} | 1.00 | - | fp32 {f32 / 1e6:.1f} / int8 {i8 / 1e6:.1f} "
-                 f"(cmos45) | 1 | - | - | int8 {i8 / 1e6:.1f} | - |")
+                 f"(cmos45) | 1 | - | int8 {i8 / 1e6:.1f} | - | - |")
     lines += ["", f"Goals: test ppl <= {GOAL_PPL:.2f} x teacher, >= {GOAL_ZERO:.0%} zero spikes, loihi2 energy per "
                   f"token >= {GOAL_ENERGY:.0f}x below the fp32 teacher at context {q.CONTEXT}."]
     return "\n".join(lines)
@@ -134,6 +135,12 @@ def plot(rows: dict, path: Path, steps: int) -> None:
                        color="tab:gray" if dense else ("tab:orange" if rate else "tab:blue"), zorder=3)
             label = name if dense else f"{name}\n{r['zero_fraction']:.0%} zeros"
             ax.annotate(label, (x, r["test_ppl"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        for name, r in rows.items():  # each spiking point's dense twin (same weights, dense activations)
+            tw = r[prof].get("dense_twin_pj")
+            if tw and r.get("dense_twin_test_ppl"):
+                ax.scatter([tw / 1e6], [r["dense_twin_test_ppl"]], marker="x", color="tab:gray", zorder=2)
+                ax.annotate(f"dense twin of {name}", (tw / 1e6, r["dense_twin_test_ppl"]), fontsize=6,
+                            xytext=(4, -8), textcoords="offset points", color="tab:gray")
         for key, mark in (("teacher_fp32_pj", "fp32"), ("teacher_int8_pj", "int8")):
             ax.scatter([t[key] / 1e6], [t["teacher_test_ppl"]], marker="*", s=120, color="tab:red", zorder=3)
             ax.annotate(f"teacher {mark} (cmos45, ctx {q.CONTEXT})", (t[key] / 1e6, t["teacher_test_ppl"]),
@@ -145,7 +152,7 @@ def plot(rows: dict, path: Path, steps: int) -> None:
         ax.set_ylabel("War and Peace test perplexity")
         ax.set_title(f"{prof}: small student, {steps} steps", fontsize=9)
     fig.text(0.5, 0.005, f"dotted: {GOAL_PPL:.2f} x teacher perplexity; fp32 teacher / {GOAL_ENERGY:.0f}. "
-                         "Circles: energy weight sweep; triangles: rate target; square: dense student.",
+                         "Circles: energy weight sweep; triangles: rate target; square: dense student; x: dense twins.",
              ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=130)

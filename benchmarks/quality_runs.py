@@ -11,6 +11,7 @@ Per run (``measure``)::
     <profile>.student_pj          energy per token (goose_neuro.energy.build_report), per profile
     <profile>.head_share          share of it spent on the head side (ln_out, head_lif, head_down, head)
     <profile>.dense_twin_pj       the same network with spike_mode none (dense activations), same target
+    dense_twin_test_ppl           that dense twin's test perplexity (same weights, trained with spikes)
     fp32 / int8 teacher_pj        the teacher on cmos45-fp32 / cmos45-int8 at context 512
     <profile>.head_on_host_pj     loihi2 only: the same student with the head's synapse nodes priced on the
                                   host profile (cmos45-fp64, the package's default host), i.e. option (d)
@@ -96,6 +97,11 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
     windows = WindowPool(ids, TEST_CTX).first(TEST_WINDOWS)
     model.freeze_ternary(True)
     ev = evaluate(model, windows, teacher)
+    twin_ppl = None
+    if model.cfg.spike_mode != "none":  # the same weights with dense activations (the report's dense twin)
+        from goose_neuro.energy import dense_twin
+
+        twin_ppl = evaluate(dense_twin(model).freeze_ternary(True), windows)["student_ppl"]
     act = profile_tokens(model, ids[:ACTIVITY_TOKENS].numpy(), progress=False)
     graph = lower(model)
     twin = twin_graph(model) if model.cfg.spike_mode != "none" else None
@@ -105,7 +111,7 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
     out: dict[str, Any] = {
         "stamp": stamp, "checkpoint": str(ckpt), "params": model.num_params(), "config": model.cfg.to_dict(),
         "test_ppl": ev["student_ppl"], "teacher_test_ppl": ev["teacher_ppl"],
-        "ppl_ratio": ev["student_ppl"] / ev["teacher_ppl"],
+        "ppl_ratio": ev["student_ppl"] / ev["teacher_ppl"], "dense_twin_test_ppl": twin_ppl,
         "val_ppl": (info.get("meta") or {}).get("eval", {}).get("student_ppl"),
         "zero_fraction": act.activation_sparsity() if model.cfg.spike_mode != "none" else None,
         "rates": {k: p.firing_rate for k, p in act.populations.items()} if model.cfg.spike_mode != "none" else {},
