@@ -165,3 +165,15 @@ def test_loihi_placement_of_each_head():
     assert pl.runs_on("head") == "host" and all(p.node != "head_lif" for p in pl.populations)
     with pytest.raises(ExportError, match="ternary synapses.*quantize_head"):
         place(lower(_model(head_input="spike")), "loihi2")
+
+
+def test_nir_export_takes_the_spiking_ternary_head(tmp_path):
+    import nir
+
+    from goose_neuro.export.nir_export import export_nir
+
+    p = export_nir(lower(_model(head_input="spike", quantize_head=True)), tmp_path / "n")
+    g = nir.read(p / "model.nir")
+    assert ("head_lif.on", "head.on") in g.edges and ("head.on", "head") in g.edges  # ON/OFF pairs (Loihi 1 form)
+    with pytest.raises(ExportError, match="head .Dense. reads spikes of head_lif"):
+        export_nir(lower(_model(head_input="spike")), tmp_path / "m")
