@@ -113,6 +113,20 @@ def test_the_energy_weight_lowers_the_estimated_energy(env, tmp_path):
     assert steps[-1]["energy_term"] < steps[0]["energy_term"]
 
 
+def test_a_resumed_run_prices_like_the_uninterrupted_one(env, tmp_path):
+    pricer = activity_pricer("loihi2")
+    kw = dict(energy_weight=5.0, steps=6, eval_every=3, ckpt_every=3)
+    _trainer(env, tmp_path / "a", pricer, **kw).train()
+    _trainer(env, tmp_path / "b", pricer, **kw).train(stop_after=3)
+    _trainer(env, tmp_path / "b", pricer, **kw).train(resume=True)
+
+    def losses(d):
+        return [(r["loss"], r["energy_term"]) for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+                if r.get("kind") != "eval"]
+
+    assert len(losses(tmp_path / "a")) == 6 and losses(tmp_path / "b") == losses(tmp_path / "a")
+
+
 def test_the_rate_target_needs_no_prices_and_the_priced_term_does(env, tmp_path):
     with pytest.raises(ConfigError, match="activity_pricer"):
         _trainer(env, tmp_path / "a", energy_weight=1.0)

@@ -392,6 +392,8 @@ class Trainer:
         except Exception as e:
             raise CheckpointError(f"{ck / ckpts.STATE_DIR}: unreadable or damaged training state "
                                   f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+        if self.prices is not None:  # what the checkpoint's weights cost, as the interrupted run priced them
+            self._refresh_prices()
         if self.dist.main:
             ckpts.truncate_metrics(self.out / "metrics.jsonl", self.step)
         log.info("resumed from %s at step %d", ck, self.step)
