@@ -13,8 +13,9 @@ Per run (``measure``)::
     <profile>.dense_twin_pj       the same network with spike_mode none (dense activations), same target
     dense_twin_test_ppl           that dense twin's test perplexity (same weights, trained with spikes)
     fp32 / int8 teacher_pj        the teacher on cmos45-fp32 / cmos45-int8 at context 512
-    <profile>.head_on_host_pj     loihi2 only: the same student with the head's synapse nodes priced on the
-                                  host profile (cmos45-fp64, the package's default host), i.e. option (d)
+    loihi2.placed_pj              loihi2 as the Loihi 2 package runs it: synapse nodes that the placement puts
+                                  on the host (a dense-input head) priced on the host profile (cmos45-fp64, the
+                                  package's default float64 host) instead of as on-chip synapses
 
 Runs are cached: a run directory that already holds a finished checkpoint of the same options is
 measured, not retrained (``--retrain`` in the scripts forces training).
@@ -37,6 +38,7 @@ TRAIN, VAL, TEST = DATA / "train.txt", DATA / "val.txt", DATA / "test.txt"
 PROFILES = ("loihi2", "cmos45-int8")
 CONTEXT = "512"
 TEST_CTX, TEST_WINDOWS, ACTIVITY_TOKENS = 128, 64, 2048
+MEASURE_VERSION = 2
 
 
 def check_inputs() -> str | None:
@@ -73,7 +75,7 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
     stamp = (ckpt / "model.safetensors").stat().st_mtime
     if cached.is_file():
         rec = json.loads(cached.read_text())
-        if rec.get("stamp") == stamp:
+        if rec.get("stamp") == stamp and rec.get("version") == MEASURE_VERSION:
             return rec
     import torch
 
@@ -84,7 +86,7 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
     from goose_neuro.energy.counts import layer_of
     from goose_neuro.energy.estimate import energy_by_class, price_table, total
     from goose_neuro.export.lower import lower
-    from goose_neuro.export.opcost import SYNAPSE_TYPES, Precision, node_cost
+    from goose_neuro.export.opcost import Precision, node_cost
     from goose_neuro.energy.counts import events_by_node
     from goose_neuro.hardware_profiles import load_profile
     from goose_neuro.teacher import load_teacher
@@ -109,7 +111,7 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
                        extra_teachers=())
     fair = rep["fair_baseline"]
     out: dict[str, Any] = {
-        "stamp": stamp, "checkpoint": str(ckpt), "params": model.num_params(), "config": model.cfg.to_dict(),
+        "stamp": stamp, "version": MEASURE_VERSION, "checkpoint": str(ckpt), "params": model.num_params(), "config": model.cfg.to_dict(),
         "test_ppl": ev["student_ppl"], "teacher_test_ppl": ev["teacher_ppl"],
         "ppl_ratio": ev["student_ppl"] / ev["teacher_ppl"], "dense_twin_test_ppl": twin_ppl,
         "val_ppl": (info.get("meta") or {}).get("eval", {}).get("student_ppl"),
@@ -129,17 +131,33 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
         rec = {"student_pj": st, "head_share": head / st,
                "over_fp32": st / out["teacher_fp32_pj"], "over_int8": st / out["teacher_int8_pj"],
                "dense_twin_pj": blk.get("dense_twin", {}).get("energy_pj_per_token")}
-        if name == "loihi2":  # option (d): the head's synapse nodes on the host, priced there
-            hp = load_profile(host_profile)
-            hprices, hprec = price_table(hp, _host(hp)), Precision.from_profile(hp)
-            syn = [n for n, node in graph.nodes.items() if layer_of(n) == "head" and isinstance(node, SYNAPSE_TYPES)]
-            on_chip = sum(total(energy_by_class(node_cost(graph, n, events, prec), prices)) for n in syn)
-            on_host = sum(total(energy_by_class(node_cost(graph, n, events, hprec), hprices)) for n in syn)
-            rec["head_on_host_pj"] = st - on_chip + on_host
-            rec["host_profile"] = host_profile
+        if name == "loihi2":  # synapses the Loihi 2 placement runs on the host, priced there
+            rec.update(placed(graph, events, prices, prec, st, host_profile))
         out[name] = rec
     cached.write_text(json.dumps(out, indent=1, default=float))
     return out
+
+
+def placed(graph, events, prices, prec, student_pj: float, host_profile: str) -> dict[str, Any]:
+    """Energy on loihi2 with every synapse node that the Loihi 2 placement runs on the host (the head
+    unless it is a spike-fed ternary synapse) priced on ``host_profile`` (the package's float64 host),
+    as the deployed package would spend it. ``placed_pj`` is None when the placement refuses the model."""
+    from goose_neuro.energy.estimate import energy_by_class, price_table, total
+    from goose_neuro.errors import ExportError
+    from goose_neuro.export.opcost import SYNAPSE_TYPES, Precision, node_cost
+    from goose_neuro.export.placement import place
+    from goose_neuro.hardware_profiles import load_profile
+
+    hp = load_profile(host_profile)
+    hprices, hprec = price_table(hp, _host(hp)), Precision.from_profile(hp)
+    try:
+        pl = place(graph, "loihi2")
+    except ExportError as e:
+        return {"placed_pj": None, "placed_note": str(e), "host_profile": host_profile}
+    host_syn = [n for n, node in graph.nodes.items() if isinstance(node, SYNAPSE_TYPES) and pl.runs_on(n) == "host"]
+    chip = sum(total(energy_by_class(node_cost(graph, n, events, prec), prices)) for n in host_syn)
+    host = sum(total(energy_by_class(node_cost(graph, n, events, hprec), hprices)) for n in host_syn)
+    return {"placed_pj": student_pj - chip + host, "host_synapses": host_syn, "host_profile": host_profile}
 
 
 def _host(prof):
