@@ -177,7 +177,8 @@ def _placed_layer_rows(key: str, pp: dict[str, Any], act: ActivityProfile) -> li
     for layer, r in acc.items():
         extra = st if layer == "static" else 0.0
         rows.append({"profile": key, "layer": layer, **_layer_stats(layer, act), **r,
-                     "pj_total": sum(r[f"pj_{c}"] for c in OP_CLASSES) + r["pj_host_chip"] + r["pj_spike_hops"] + extra})
+                     "pj_total": sum(r[f"pj_{c}"] for c in OP_CLASSES) + r["pj_host_chip"] + r["pj_spike_hops"]
+                     + extra})
     return rows
 
 
@@ -209,7 +210,8 @@ def _profile_block(graph, act: ActivityProfile, dep: Deployment, teachers: dict[
         rows = _layer_rows(dep.key, gc, prices, a)
     else:
         pp = price_placement(graph, pl, events_by_node(graph, a), prof, seconds_per_token=dep.seconds_per_token)
-        by, tot, counts, by_where = pp["energy_pj_by_class"], pp["energy_pj_per_token"], pp["counts_per_token"], pp["by_where"]
+        by, tot = pp["energy_pj_by_class"], pp["energy_pj_per_token"]
+        counts, by_where = pp["counts_per_token"], pp["by_where"]
         rows = _placed_layer_rows(dep.key, pp, a)
     student = {"energy_pj_per_token": tot, "energy_pj_by_class": by,
                "counts_per_token": {c: float(counts[c]) for c in OP_CLASSES},

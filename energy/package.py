@@ -61,7 +61,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         k, eq, v = pair.partition("=")
         k, v = k.strip(), v.strip()
         if not eq or k not in OPTIONS:
-            raise ProfileError(f"profile {s!r}: option {pair!r}: expected KEY=VALUE with KEY one of {', '.join(OPTIONS)}")
+            raise ProfileError(f"profile {s!r}: option {pair!r}: expected KEY=VALUE with KEY one of "
+                               f"{', '.join(OPTIONS)}")
         if k in opts:
             raise ProfileError(f"profile {s!r}: option {k} given twice")
         if k == "frac_bits":
