@@ -302,6 +302,8 @@ def test_fixed_point_checkpoint_reports_its_own_neurons(tmp_path):
     # the model runs its integer neurons already: the deployed activity is the profiled one
     assert b["package"]["activity"]["firing_rate"] == pytest.approx(rep["activity"]["firing_rate"])
     assert set(b["student"]["counts_per_token"]) == set(OP_CLASSES)
+    # its dense twin has no neurons, fixed-point or not: it exists and is priced on the same target
+    assert b["dense_twin"]["energy_pj_per_token"] > 0 and "dense_twin_note" not in rep["fair_baseline"]
 
 
 def test_resource_report_counts_ops_with_the_one_table():
