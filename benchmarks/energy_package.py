@@ -72,17 +72,22 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from goose_neuro.energy import energy_report
+    from goose_neuro.errors import ExportError
     from goose_neuro.export import export_checkpoint
 
     t0 = time.perf_counter()
-    pkgs = []
-    for d, target, opts in PACKAGES:
+    pkgs, profiles, refused = [], ["cmos45-int8"], {}
+    for (d, target, opts), (label, key, _) in zip(PACKAGES, PLACED):
         path = args.out / "packages" / d
-        export_checkpoint(args.checkpoint, target, path, **opts)
+        try:
+            export_checkpoint(args.checkpoint, target, path, **opts)
+        except ExportError as e:  # e.g. CUBA ON/OFF for a fixed-point-trained model: the exporter refuses
+            refused[key] = str(e)
+            continue
         pkgs.append(path)
-    rep = energy_report(args.checkpoint, args.text, args.tokens, ["loihi2", "loihi", "loihi", "cmos45-int8", "loihi2"],
-                        "cmos45-fp32", args.teacher, out_dir=args.out / "report", progress=sys.stderr.isatty(),
-                        packages=pkgs)
+        profiles.append(target)
+    rep = energy_report(args.checkpoint, args.text, args.tokens, profiles, "cmos45-fp32", args.teacher,
+                        out_dir=args.out / "report", progress=sys.stderr.isatty(), packages=pkgs)
     after_s = time.perf_counter() - t0
     before = None
     if args.before:
@@ -103,6 +108,9 @@ def main() -> int:
              "break-even vs int8 teacher", "vs fp32 teacher", "vs dense twin"])
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for label, key, old in ROWS:
+        if key in refused:
+            lines.append(f"| `{label}` | " + " | ".join(["-"] * (len(head) - 1)) + " |")
+            continue
         b = rep["profiles"][key]
         s = b["student"]
         r, be = fair["ratios"][key], fair["break_even"][key]
@@ -120,6 +128,9 @@ def main() -> int:
     print()
     print("where each package's energy goes (per token):")
     for label, key, _ in PLACED:
+        if key in refused:
+            print(f"  {label}: no package: goose-export refuses it ({refused[key]})")
+            continue
         b = rep["profiles"][key]
         w, pk = b["student"]["by_where"], b["package"]
         parts = ", ".join(f"{k} {_uj(w[k]['energy_pj'])}" for k in ("core", "host", "host_neuron", "host_chip",

@@ -182,13 +182,15 @@ def _package_markdown(rep: dict[str, Any]) -> list[str]:
                    + (f" at {fig['pj']:.3g} pJ/bit ({fig['source']}; {fig['confidence']})" if fig else
                       f" (not priced: {hc['reason']})")
                    + f"; {_fmt(hp['messages'])} spike messages, {_fmt(hp['hops_ew'])} E-W + {_fmt(hp['hops_ns'])} "
-                   f"N-S hops per token (estimate: {hp['how']})"
+                   f"N-S hops per token (estimate)"
                    + ("" if hp["priced"] else f", not priced: {hp['reason']}")
                    + f"; static: " + (f"{_pj(st['energy_pj'])}" if st["priced"] else st["reason"]) + ".")
         out.append(f"  Activity: {pk['activity']['note']} Firing rate {pk['activity']['firing_rate']:.4f} "
                    f"(the model as trained: {rep['activity']['firing_rate']:.4f}).")
     for n, note in notes.items():
         out.append(f"- `{n}`: {note}.")
+    if P:
+        out += ["", f"Spike hops are an estimate of the layout: {next(iter(P.values()))['package']['spike_hops']['how']}."]
     return out
 
 
