@@ -45,6 +45,28 @@ def test_nir_round_trip(tmp_path):
     assert json.loads((out / "nir_metadata.json").read_text()) == meta
 
 
+def test_nir_ternary_lif_maps_to_cuba_lif(tmp_path):
+    """lava-nc's TernaryLIF (current and voltage decays, reset to zero) becomes ON/OFF CubaLIF pairs
+    whose forward-Euler update with dt is the student's: u <- beta_u u + x, v <- beta v + u."""
+    torch.manual_seed(0)
+    m = ASNNGoose(preset("tiny", n_layers=1, neuron="ternary_lif", fixed_point=True)).eval()
+    with torch.no_grad():
+        for lif in m.populations().values():
+            lif.beta_u_raw.fill_(0.3)
+    g = lower(m)
+    out = export_nir(g, tmp_path / "n", dt=1e-3)
+    back = nir.read(out / "model.nir", type_check=True)
+    node, src = back.nodes["L0.tm.lif_in.on"], g.nodes["L0.tm.lif_in"]
+    assert isinstance(node, nir.CubaLIF) and isinstance(back.nodes["L0.tm.lif_in.off"], nir.CubaLIF)
+    np.testing.assert_allclose(1 - 1e-3 / node.tau_syn, src.beta_u, rtol=1e-6)
+    np.testing.assert_allclose(1e-3 / node.tau_syn * node.w_in, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(1 - 1e-3 / node.tau_mem, src.beta, rtol=1e-6)
+    np.testing.assert_allclose(1e-3 / node.tau_mem * node.r, 1.0, rtol=1e-9)
+    approx = " ".join(json.loads(back.metadata["goose"])["approximations"])
+    assert "CubaLIF" in approx and "fixed-point neurons written as their float equivalents" in approx
+    assert "subtract reset" not in approx
+
+
 def test_nir_bad_inputs_write_nothing(tmp_path):
     with pytest.raises(ExportError, match="spike_mode='none'"):
         export_nir(_graph(spike_mode="none"), tmp_path / "a")

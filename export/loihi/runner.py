@@ -13,7 +13,7 @@ Process graph, per chain c (every compartment of the package is simulated)::
 
     HostSegment_c --x_out--> population_c --s_out--> netx Network(chains/<pop>.net) = Dense -> readouts
     readouts_c --> HostSegment_{c+1};   HostSegment_c --ctx_out--> HostSegment_{c+1}
-    HostSegment_M (after the last chain) is the head: it writes the logits into its ``logits`` Var
+    HostSegment_M (after the last chain) is the head: it collects the logits
 
     population: lava-nc ``TernaryLIF`` (``PyTernLifModelFixed``) for the ``ternary_lif`` neuron;
                 ``GooseSubtractLIF`` (this file: the subtract-reset neuron of a programmable core);
@@ -29,7 +29,8 @@ A HostSegment stands for the host CPU: it runs one segment of the package's host
 population c handle token t at step t + 1 + d c, with d = 1 (Loihi 2: the Dense delivers one step
 later and the sigma readout forwards at once) or d = 2 (Loihi 1: the host reads readout state in
 the management phase and sends the next input one step later). Spikes and the host's population
-inputs are recorded with ``lava.proc.monitor`` probes.
+inputs are recorded by small ``Recorder`` processes that save their stream as a file at the last
+step (reading Lava's own Monitors back took longer than the simulation).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 import warnings
@@ -164,22 +167,46 @@ class PyOnOffSplit(PyLoihiProcessModel):
         self.s_out.send(np.concatenate([s > 0, s < 0]).astype(np.int32))
 
 
+class Recorder(AbstractProcess):
+    """Records one stream (a population's spikes, a segment's population inputs) for ``steps`` steps
+    and saves it to ``path`` (.npy) at the last step: the data leave the simulation once, as a
+    file, instead of through one Var read per monitored port at the end."""
+
+    def __init__(self, shape, steps, path):
+        super().__init__(shape=shape, steps=steps, path=path)
+        self.a_in = InPort(shape=shape)
+
+
+@_cpu_fixed_pt_model(Recorder)
+class PyRecorder(PyLoihiProcessModel):
+    a_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.buf = np.zeros((proc_params["steps"],) + tuple(proc_params["shape"]), dtype=np.int32)
+
+    def run_spk(self):
+        self.buf[self.time_step - 1] = self.a_in.recv()
+        if self.time_step == self.proc_params["steps"]:
+            np.save(self.proc_params["path"], self.buf)
+
+
 class HostSegment(AbstractProcess):
     """Host segment ``c`` of the package (``c`` = number of chains: the head), as a Lava process.
 
     In: ``counts_in`` (chain c-1's sigma readouts: running sums of its row counts) and ``ctx_in``
     (values segment c-1 carries). Out: ``x_out`` (population c's input mantissas) and ``ctx_out``.
-    The head writes the logits into ``logits``."""
+    The head collects the logits and saves them to ``logits_path`` (.npy) after the last token."""
 
-    def __init__(self, package, c, delay, tokens, counts_rows, x_width, ctx_in_width, ctx_out_width, vocab, head):
-        super().__init__(package=package, c=c, delay=delay, head=head)
+    def __init__(self, package, c, delay, tokens, counts_rows, x_width, ctx_in_width, ctx_out_width, head,
+                 logits_path=""):
+        super().__init__(package=package, c=c, delay=delay, head=head, logits_path=logits_path)
         n = len(tokens)
         self.counts_in = InPort(shape=(counts_rows,))
         self.ctx_in = InPort(shape=(ctx_in_width,))
         self.x_out = OutPort(shape=(x_width,))
         self.ctx_out = OutPort(shape=(ctx_out_width,))
         self.tokens = Var(shape=(n,), init=np.asarray(tokens, dtype=np.int64))
-        self.logits = Var(shape=(n, vocab) if head else (1, 1), init=0)
 
 
 class HostSegmentProbe(HostSegment):
@@ -197,11 +224,10 @@ class _SegmentModel(PyLoihiProcessModel):
     x_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     ctx_out = LavaPyType(PyOutPort.VEC_DENSE, np.float64)
     tokens = LavaPyType(np.ndarray, np.int64)
-    logits = LavaPyType(np.ndarray, np.float64)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        self.prog, self.fifo, self.counts, self.last_sigma = None, deque(), None, None
+        self.prog, self.fifo, self.counts, self.last_sigma, self.logits = None, deque(), None, None, None
 
     def _counts(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -221,7 +247,11 @@ class _SegmentModel(PyLoihiProcessModel):
             carry = prog.unpack(c - 1, ctx) if c else {}
             out, nxt = prog.run_segment(c, int(self.tokens[t]) if c == 0 else None, counts, carry)
             if head:
+                if self.logits is None:
+                    self.logits = np.zeros((len(self.tokens), len(out)))
                 self.logits[t] = out
+                if t == len(self.tokens) - 1:  # the last token's logits: hand them over as a file
+                    np.save(prm["logits_path"], self.logits)
                 return
             self.x_out.send(out.astype(np.int32))
             self.ctx_out.send(prog.pack(c, nxt))
@@ -291,10 +321,9 @@ def _population(ch: dict, params, path: str):
                    vth=int(nn["vThMant"][()]), bias_mant=0, bias_exp=6)
 
 
-def build(package: str, manifest: dict, tokens: np.ndarray, steps: int):
-    """Populations, netx chains, readouts, host segments and monitors for the whole network."""
+def build(package: str, manifest: dict, tokens: np.ndarray, steps: int, rec_dir: str):
+    """Populations, netx chains, readouts, host segments and recorders for the whole network."""
     from lava.lib.dl.netx import hdf5
-    from lava.proc.monitor.process import Monitor
 
     with np.load(os.path.join(package, manifest["params_file"])) as z:
         params = {k: z[k] for k in z.files}
@@ -315,10 +344,9 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int):
             procs.setdefault("on/off split", []).append(split)
         else:
             pop.s_out.connect(net.inp)
-        mon = Monitor()
-        mon.probe(pop.s_out, steps)
-        pops.append(pop), nets.append(net), spike_mons.append(mon)
-    V = int(manifest["host"]["output_width"])
+        rec = Recorder(shape=pop.s_out.shape, steps=steps, path=os.path.join(rec_dir, f"spikes_{len(pops)}.npy"))
+        pop.s_out.connect(rec.a_in)
+        pops.append(pop), nets.append(net), spike_mons.append(rec)
     segs, in_mons = [], []
     for c in range(len(chains) + 1):
         head = c == len(chains)
@@ -327,7 +355,8 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int):
                   counts_rows=chains[c - 1]["weight_shape"][0] if c else 1,
                   x_width=1 if head else pops[c].a_in.shape[0],
                   ctx_in_width=prog.carry_width(c - 1) if c else 1,
-                  ctx_out_width=1 if head else prog.carry_width(c), vocab=V, head=head)
+                  ctx_out_width=1 if head else prog.carry_width(c), head=head,
+                  logits_path=os.path.join(rec_dir, "logits.npy") if head else "")
         if c:
             readout = nets[c - 1].layers[-1].neuron
             if loihi2:
@@ -337,9 +366,9 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int):
             segs[-1].ctx_out.connect(seg.ctx_in)
         if not head:
             seg.x_out.connect(pops[c].a_in)
-            mon = Monitor()
-            mon.probe(seg.x_out, steps)
-            in_mons.append(mon)
+            rec = Recorder(shape=seg.x_out.shape, steps=steps, path=os.path.join(rec_dir, f"inputs_{c}.npy"))
+            seg.x_out.connect(rec.a_in)
+            in_mons.append(rec)
         segs.append(seg)
     return pops, nets, spike_mons, in_mons, segs
 
@@ -366,8 +395,9 @@ def run(package: str, tokens: np.ndarray) -> dict:
     d = int(manifest["time"]["chain_latency_steps"])
     M, N = len(manifest["chains"]), len(tokens)
     steps = N + d * M
+    rec_dir = tempfile.mkdtemp(prefix="goose-lava-rec-")
     t0 = time.time()
-    pops, nets, smons, imons, segs = build(package, manifest, np.asarray(tokens, dtype=np.int64), steps)
+    pops, nets, smons, imons, segs = build(package, manifest, np.asarray(tokens, dtype=np.int64), steps, rec_dir)
     root = segs[-1]
     root.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
     t_build = time.time() - t0
@@ -375,17 +405,22 @@ def run(package: str, tokens: np.ndarray) -> dict:
     try:
         root.run(condition=RunSteps(steps))
         t_run = time.time() - t0
-        spikes = [np.asarray(m.get_data()[p.name]["s_out"]).astype(np.int64)[d * c:d * c + N]
-                  for c, (m, p) in enumerate(zip(smons, pops))]
-        inputs = [np.asarray(m.get_data()[s.name]["x_out"]).astype(np.int64)[d * c:d * c + N]
-                  for c, (m, s) in enumerate(zip(imons, segs))]
-        logits = np.asarray(root.logits.get(), dtype=np.float64)
-        readouts = [n.layers[-1].neuron for n in nets]
-        synapses = [n.layers[-1].synapse for n in nets]
-        models = {"populations": _models(pops), "synapses": _models(synapses), "readouts": _models(readouts),
-                  "host": _models(segs)}
     finally:
+        t0 = time.time()
         root.stop()
+        t_stop = time.time() - t0
+    try:
+        load = lambda name: np.load(os.path.join(rec_dir, name)).astype(np.int64)  # noqa: E731
+        spikes = [load(f"spikes_{c}.npy")[d * c:d * c + N] for c in range(M)]
+        inputs = [load(f"inputs_{c}.npy")[d * c:d * c + N] for c in range(M)]
+        logits = np.load(os.path.join(rec_dir, "logits.npy")).astype(np.float64)
+    finally:
+        shutil.rmtree(rec_dir, ignore_errors=True)
+    readouts = [n.layers[-1].neuron for n in nets]
+    synapses = [n.layers[-1].synapse for n in nets]
+    models = {"populations": _models(pops), "synapses": _models(synapses), "readouts": _models(readouts),
+              "host": _models(segs)}
+    sys.stderr.write(f"lava: build {t_build:.1f} s, run {t_run:.1f} s, stop {t_stop:.1f} s\n")
     return {"spikes": spikes, "inputs": inputs, "logits": logits, "models": models, "build_s": t_build,
             "run_s": t_run, "steps": steps}
 

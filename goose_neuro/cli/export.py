@@ -48,7 +48,8 @@ def _body(argv: Sequence[str] | None) -> int:
                         "host=float64|q16 (number format of the host-side ops; default float64), "
                         "population=host|core (Loihi 1 neurons: exact on the host (default), or CUBA "
                         "ON/OFF compartments on cores, an approximation), frac_bits=N (threshold "
-                        "mantissa bits); nir: dt=SECONDS (per token)")
+                        "mantissa bits of a float-trained student's integer neurons; a student trained "
+                        "with --fixed-point brings its own); nir: dt=SECONDS (per token)")
     a = p.parse_args(argv)
     options = _opts(a.opt)
     if a.variant is not None:
