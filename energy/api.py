@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from dataclasses import dataclass
 
-from goose_neuro.energy.activity import ActivityProfile, profile_text, profile_tokens
+from goose_neuro.energy.activity import ActivityProfile, profile_text
 from goose_neuro.energy.baseline import PUBLISHED_THRESHOLDS, rate_model, twin_graph
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph, events_by_node, layer_of
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
