@@ -274,3 +274,7 @@ def test_dense_checkpoint_reports_without_a_twin(tmp_path):
     assert rep["fair_baseline"]["break_even"]["loihi2"]["teacher_int8"]["512"] is None
     assert "its own dense twin" in rep["fair_baseline"]["dense_twin_note"]
     assert rep["profiles"]["loihi2"]["student"]["counts_per_token"]["neuron"] == 0
+    # no spiking populations, so no Loihi package: priced with the profile's class table, and said so
+    assert "package" not in rep["profiles"]["loihi2"]
+    assert "no loihi2 package can be built" in rep["profiles"]["loihi2"]["package_note"]
+    assert "no spiking populations" in rep["profiles"]["loihi2"]["package_note"]
