@@ -67,46 +67,68 @@ def surrogate_grad_closed_form(name: str, slope: float, u: Tensor) -> Tensor:
 
 
 def _surrogate_grad_(name: str, slope: float, u: Tensor) -> Tensor:
-    """Same values as :func:`surrogate_grad_closed_form`, computed in place on ``u``
-    (a temporary) to spare memory traffic in the backward pass."""
-    if name == "atan":
-        return u.mul_(math.pi / 2 * slope).square_().add_(1.0).reciprocal_().mul_(slope / 2)
-    if name == "fast_sigmoid":
-        return u.abs_().mul_(slope).add_(1.0).square_().reciprocal_()
+    """Same values as :func:`surrogate_grad_closed_form`, computed in place on ``u`` (a
+    temporary) in as few passes over memory as possible: the backward pass is bound by
+    full-tensor passes (and, on a shared CPU, by the thread synchronisation each one costs)."""
+    if name == "atan":  # (a/2) / (1 + c^2 u^2) = 1 / (2/a + (2c^2/a) u^2),  c = pi/2 * a
+        c2 = (math.pi / 2 * slope) ** 2
+        return torch.addcmul(u.new_tensor(2.0 / slope), u, u, value=2.0 * c2 / slope, out=u).reciprocal_()
+    if name == "fast_sigmoid":  # (1 + k|u|)^-2
+        return torch.add(u.new_tensor(1.0), u.abs_(), alpha=slope, out=u).pow_(-2)
     return surrogate_grad_closed_form(name, slope, u)
 
 
 def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary: bool):
-    """Token loop of the update rule; returns (m_t before reset, s_t, final membrane).
+    """Token loop of the update rule; returns (m_t before reset, s_t, m'_t after reset), each (B, T, n).
 
-    Written with as few ops per token as possible (fused multiply-adds, results written
-    straight into the preallocated outputs): at this size the loop's cost is per-op
-    overhead, not arithmetic. Ternary spikes are ``sign(m) * [|m| > th]``, which equals
-    ``[m > th] - [m < -th]``.
+    Written with as few ops per token as possible (fused multiply-adds, comparisons written
+    straight into the preallocated float outputs): at this size the loop's cost is per-op
+    overhead, not arithmetic. Ternary spikes are ``[m > th] - [m < -th]``.
     """
     mems = torch.empty_like(x)
     spikes = torch.empty_like(x)
+    posts = torch.empty_like(x)
+    neg = torch.empty_like(mem)  # (B, n) scratch for [m < -th]
+    nth = -th
     for t in range(x.shape[1]):
         m = mems[:, t]
         torch.addcmul(x[:, t], beta, mem, out=m)  # beta * mem + x_t
         s = spikes[:, t]
+        torch.gt(m, th, out=s)
         if ternary:
-            torch.mul(torch.sign(m), m.abs() > th, out=s)
+            torch.lt(m, nth, out=neg)
+            s.sub_(neg)
+        mem = posts[:, t]
+        torch.addcmul(m, s, th, value=-1.0, out=mem)  # subtract reset
+    return mems, spikes, posts
+
+
+def _lif_backward_loop(g_s_out: Tensor, sg: Tensor, th: Tensor, beta: Tensor, g_post: Tensor):
+    """Reverse-time recursion of the LIF update, one (B, n) slice per token::
+
+        g_s_t  = g_s_out_t - th * P_t          (dL/ds_t; P_t = dL/dm'_t)
+        g_m_t  = P_t + sg_t * g_s_t            (dL/dm_t = dL/dx_t)
+        P_{t-1} = beta * g_m_t
+
+    ``g_post`` is P_{T-1}. Returns g_m, g_s, P (each (B, T, n)) and P_{-1} (= dL/dmem0)."""
+    T = sg.shape[1]
+    g_m = torch.empty_like(sg)
+    g_s = torch.empty_like(sg)
+    post = torch.empty_like(sg)
+    if T == 0:
+        return g_m, g_s, post, g_post
+    post[:, T - 1] = g_post
+    for t in range(T - 1, -1, -1):
+        p = post[:, t]
+        gs = g_s[:, t]
+        torch.addcmul(g_s_out[:, t], th, p, value=-1.0, out=gs)
+        gm = g_m[:, t]
+        torch.addcmul(p, sg[:, t], gs, out=gm)
+        if t > 0:
+            torch.mul(beta, gm, out=post[:, t - 1])
         else:
-            s.copy_(m > th)
-        mem = torch.addcmul(m, s, th, value=-1.0)  # subtract reset
-    return mems, spikes, mem
-
-
-def _lif_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):
-    """Reverse-time linear recurrence g_m_t = g_post_t * keep_t + inject_t; g_post_{t-1} = beta g_m_t."""
-    gs: list[Tensor] = []
-    for t in range(keep.shape[1] - 1, -1, -1):
-        g = torch.addcmul(inject[:, t], g_post, keep[:, t])
-        gs.append(g)
-        g_post = beta * g
-    gs.reverse()
-    return torch.stack(gs, 1), g_post
+            g_post = beta * gm
+    return g_m, g_s, post, g_post
 
 
 try:  # TorchScript removes most per-token Python overhead (about 1.5x on CPU); optional
@@ -125,48 +147,60 @@ class _LIFScan(torch.autograd.Function):
     (identical to what snnTorch's surrogate Functions return; a test checks the
     gradients against :meth:`SpikeLIF.forward_reference`)::
 
-        dL/ds_t  = a * dL/dout_t - th * dL/dm'_t
+        dL/ds_t  = a * dL/dout_t + dL/dspikes_t - th * dL/dm'_t
         dL/dm_t  = dL/dm'_t + dL/ds_t * (g(m_t - th) [+ g(-m_t - th) if ternary])
         dL/dx_t  = dL/dm_t,   dL/dm'_{t-1} = beta * dL/dm_t
         dL/dbeta = sum_t dL/dm_t * m'_{t-1}
         dL/dth   = sum_t (dL/ds_t * ds_t/dth - s_t dL/dm'_t),   dL/da = sum_t dL/dout_t * s_t
         ds/dth   = -g(m - th) [+ g(-m - th) if ternary]
+
+    Cost: the token loops run on (B, n) slices; everything else is about a dozen
+    full-tensor passes (the surrogate in place, three products and three reductions), and
+    gradients nobody asked for are skipped.
     """
 
     @staticmethod
     def forward(ctx, x, mem0, beta, th, amp, ternary: bool, sname: str, slope: float):
-        mems, spikes, mem = _lif_forward_loop(x, mem0, beta, th, ternary)  # m_t (before reset), s_t
-        ctx.save_for_backward(mem0, beta, th, amp, mems, spikes)
+        mems, spikes, posts = _lif_forward_loop(x, mem0, beta, th, ternary)  # m_t, s_t, m'_t
+        ctx.save_for_backward(mem0, beta, th, amp, mems, spikes, posts)
         ctx.ternary, ctx.sname, ctx.slope = ternary, sname, slope
+        ctx.set_materialize_grads(False)  # unused outputs cost no zero-filled passes
+        mem = posts[:, -1].clone() if x.shape[1] else mem0.clone()
         return spikes * amp, spikes, mem
 
     @staticmethod
     def backward(ctx, g_out, g_spikes, g_mem_final):
-        mem0, beta, th, amp, mems, spikes = ctx.saved_tensors
-        sg = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)  # ds/dm, (B, T, n)
-        if ctx.ternary:  # s = H(m - th) - H(-m - th): ds/dth = -g(m - th) + g(-m - th)
-            sg_neg = _surrogate_grad_(ctx.sname, ctx.slope, -mems - th)
-            sg_th = sg_neg - sg
-            sg += sg_neg
+        mem0, beta, th, amp, mems, spikes, posts = ctx.saved_tensors
+        need = ctx.needs_input_grad  # (x, mem0, beta, th, amp, ...)
+        # surrogate derivatives; g is even, so g(-m - th) = g(m + th)
+        g_lo = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)  # g(m - th), (B, T, n)
+        if ctx.ternary:  # s = H(m - th) - H(-m - th): ds/dm = g_lo + g_hi, ds/dth = g_hi - g_lo
+            g_hi = _surrogate_grad_(ctx.sname, ctx.slope, mems + th)
+            sg, sg_th, th_sign = g_lo + g_hi, g_hi.sub_(g_lo), 1.0
+        else:  # ds/dm = g_lo, ds/dth = -g_lo
+            sg, sg_th, th_sign = g_lo, g_lo, -1.0
+        if g_out is None:
+            g_s_out = torch.zeros_like(mems) if g_spikes is None else g_spikes
         else:
-            sg_th = -sg
-        g_s_all = g_out * amp
-        if g_spikes is not None:
-            g_s_all += g_spikes
-        # Reverse-time recursion g_m_t = g_post_t * (1 - th*sg_t) + g_s_all_t * sg_t,
-        # g_post_{t-1} = beta * g_m_t; only this linear recurrence needs the loop.
-        keep, inject = (sg * -th).add_(1.0), g_s_all * sg  # (B, T, n)
-        g_final = g_mem_final if g_mem_final is not None else torch.zeros_like(mem0)
-        g_x, g_post = _lif_backward_loop(g_final, keep, inject, beta)  # g_x = dL/dm_t = dL/dx_t
-        post_later = torch.cat([beta * g_x[:, 1:], g_final[:, None]], 1)  # dL/dm'_t
-        prev = torch.cat([mem0[:, None], mems[:, :-1] - spikes[:, :-1] * th], 1)  # m'_{t-1}
-        g_beta = (g_x * prev).sum((0, 1))
-        g_s = g_s_all - th * post_later
-        g_th = (g_s * sg_th - spikes * post_later).sum((0, 1))
-        g_amp = (g_out * spikes).sum((0, 1))
-        if amp.numel() == 1:
-            g_amp = g_amp.sum().reshape(amp.shape)
-        return g_x, g_post, g_beta, g_th, g_amp, None, None, None
+            g_s_out = g_out * amp
+            if g_spikes is not None:
+                g_s_out += g_spikes
+        g_final = torch.zeros_like(mem0) if g_mem_final is None else g_mem_final
+        g_x, g_s, post, g_mem0 = _lif_backward_loop(g_s_out, sg, th, beta, g_final)
+        g_beta = g_th = g_amp = None
+        if need[2]:  # sum_t dL/dm_t * m'_{t-1}, m'_{-1} = mem0
+            g_beta = (g_x[:, 1:] * posts[:, :-1]).sum((0, 1)) + (g_x[:, 0] * mem0).sum(0)
+        if need[3]:  # sum_t g_s * ds/dth - s * P  (sg_th is a temporary: reuse it)
+            prod = sg_th.mul_(g_s) if ctx.ternary else torch.mul(g_s, sg_th)
+            g_th = prod.addcmul_(spikes, post, value=-th_sign).sum((0, 1)) * th_sign
+        if need[4]:
+            if g_out is None:
+                g_amp = torch.zeros_like(amp)
+            else:
+                g_amp = (g_out * spikes).sum((0, 1))
+                if amp.numel() == 1:
+                    g_amp = g_amp.sum().reshape(amp.shape)
+        return g_x, g_mem0 if need[1] else None, g_beta, g_th, g_amp, None, None, None
 
 
 class SpikeLIF(snntorch.SpikingNeuron):
