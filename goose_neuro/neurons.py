@@ -333,6 +333,43 @@ class SpikeLIF(snntorch.SpikingNeuron):
             self.mode == "ternary", self._sname, self._slope,
         )
 
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token: ``x`` (B, n), ``mem`` (B, n) -> (out (B, n), spikes (B, n), new mem (B, n)).
+
+        The update rule of :meth:`forward` at T=1 without the sequence machinery (no token
+        loop, no autograd node), for decoding; ``goose_neuro.fast_step`` calls it on every
+        population, so another neuron class joins the fast path by implementing this
+        signature. When gradients are needed it runs :meth:`forward` (surrogate gradients)."""
+        if self.mode == "none":
+            return x, x, mem
+        if self.fixed_point or (torch.is_grad_enabled() and any(p.requires_grad for p in (x, mem, self.beta_logit))):
+            out, s, new = self.forward(x[:, None], mem)
+            return out[:, 0], s[:, 0], new
+        dtype = torch.promote_types(x.dtype, mem.dtype)
+        beta, th, nth, amp = self._step_constants(dtype, x.device)
+        m = torch.addcmul(x.to(dtype), beta, mem.to(dtype))  # (B, n)
+        s = torch.gt(m, th, out=torch.empty_like(m))
+        if self.mode == "ternary":
+            s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
+        return s * amp, s, torch.addcmul(m, s, th, value=-1.0)
+
+    def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(beta, th, -th, amplitude) in ``dtype``; cached until a parameter changes (in-place
+        updates bump the tensor version, reloads change the storage)."""
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            p = (self.beta_logit, self.threshold, self.graded_spikes_factor)
+            key = (dtype, device, p[0]._version + p[1]._version + p[2]._version, p[0].data_ptr())
+            cached = getattr(self, "_step_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        with torch.no_grad():
+            th = self.th.to(device, dtype)
+            consts = (self.beta.to(device, dtype), th, -th, self.amplitude.to(device, dtype))
+        if not compiling:
+            self._step_cache = (key, consts)
+        return consts
+
     def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Readable reference: token loop through snnTorch's surrogate autograd Functions."""
         if self.mode == "none":
