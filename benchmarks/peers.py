@@ -16,7 +16,9 @@ for contexts 512 and 1024). Engines:
   as a fixed buffer per layer updated in place by ``GroupQueryAttention`` (attends to exactly
   the cached positions). RWKV: its Hugging Face step exported with ``torch.onnx`` (dynamo),
   state double-buffered, when that export works (otherwise the row says why).
-- ``eager``: PyTorch eager. Student: ``goose_neuro.fast_step.FastStep``. Teacher: the Hugging
+- ``eager``: PyTorch eager. Student: ``goose_neuro.fast_step.FastStep`` (its large projections
+  read only the weight rows of inputs that spiked when few did, so its time follows the spike
+  activity; the table notes the random student's spike densities). Teacher: the Hugging
   Face module with its own cache (a DynamicCache of ``ctx - 1`` random positions, cut back
   after each timed step so every step attends to ``ctx`` positions). RWKV: the Hugging Face
   module with its state (for batch > 1 its one-token path is given the missing time axis,
@@ -238,6 +240,7 @@ class Engine:
     make: Callable | None = None
     error: str | None = None  # why it cannot run
     params: int = 0
+    note: str = ""
     cache: dict = field(default_factory=dict)
 
 
@@ -292,7 +295,12 @@ def student_engines(scale: str, args, tmp: str) -> list[Engine]:
             run()
         return run, None
 
-    out = [Engine("student", "ort", f"student {scale} (int ONNX)", ort_make, params=n),
+    with torch.no_grad():  # spike activity of this (random) student: FastStep's sparse products follow it
+        spikes = m.run(torch.randint(0, V, (1, 64), generator=torch.Generator().manual_seed(2)), collect=True).spikes
+    dens = sorted(float((s != 0).float().mean()) for s in spikes.values())
+    note = (f"spike density per population (random weights, 64 random tokens): min {dens[0]:.2f}, "
+            f"median {dens[len(dens) // 2]:.2f}, max {dens[-1]:.2f}") if dens else ""
+    out = [Engine("student", "ort", f"student {scale} (int ONNX)", ort_make, params=n, note=note),
            Engine("student", "eager", f"student {scale} (FastStep)", fast_make(fast), params=n),
            Engine("student", "eager-seq", f"student {scale} (sequence mode, T=1)", seq_make, params=n)]
     if compiled is not None:
@@ -432,7 +440,7 @@ def bench_scale(scale: str, args, tmp: str) -> tuple[list[dict], list[Engine]]:
             load = os.getloadavg()[0]
             for e in engines:
                 rows.append({"scale": scale, "model": e.model, "runtime": e.runtime, "label": e.label,
-                             "params": e.params, "batch": B, "context": ctx,
+                             "params": e.params, "batch": B, "context": ctx, "note": e.note,
                              "ms_per_step": None if e.error else sec[e.label] * 1e3,
                              "tokens_per_s": None if e.error else B / sec[e.label],
                              "error": e.error, "load1": load})
@@ -655,6 +663,8 @@ def main(argv=None) -> int:
             md.append(f"- {q['scale']} {q['runtime']} B={q['batch']}: teacher/student "
                       f"{'n/a' if t is None else f'{t:.2f}'}{'' if t is None else (' (goal met)' if t >= GOAL else ' (below goal)')}"
                       f", HF RWKV/student {'n/a' if w is None else f'{w:.2f}'}")
+    notes = sorted({f"{r['scale']}: {r['note']}" for r in rows if r.get("note")})
+    md += [""] + [f"- {n}" for n in notes]
     text = "\n".join(md)
     print(text)
     (out / "peers.md").write_text(text + "\n")

@@ -19,6 +19,12 @@ Which state entry belongs to which population or mixer is not spelled out here: 
 read off the model itself by one probe call of sequence mode (see :func:`state_layout`),
 so this path follows whatever names ``ASNNGoose.state_spec`` uses.
 
+Event-driven synapses: on CPU, a projection of at least ``SPARSE_MIN_WEIGHTS`` weights whose
+input (a population's output) has fewer than ``SPARSE_MAX_DENSITY`` x width nonzeros in the
+whole batch reads only the weight rows of the inputs that spiked (:func:`synapse`), so the
+step's cost follows the spike activity, as on neuromorphic hardware; denser inputs take the
+dense product.
+
 Weights are fused when the step is built and rebuilt automatically when a parameter of
 the model changes (checked per call from tensor versions and storages). Runs on the
 model's device (CPU or CUDA; the CUDA path is untested here). ``compile=True`` wraps the
@@ -137,6 +143,22 @@ def _rhs(*lins: nn.Module, dtype: torch.dtype) -> Tensor:
     return torch.cat([_weight(lin) for lin in lins]).to(dtype).t().contiguous()
 
 
+SPARSE_MIN_WEIGHTS = 1 << 18  # matrices smaller than this (1 MB in float32) are always multiplied densely
+SPARSE_MAX_DENSITY = 0.3  # event-driven product when nonzero inputs < this fraction of the input width
+
+
+def synapse(x: Tensor, w_t: Tensor, event_driven: bool) -> Tensor:
+    """x (B, K) @ w_t (K, N). With ``event_driven`` and few nonzero inputs (spikes), only the
+    weight rows of the inputs that fired are read: ``embedding_bag`` sums them, weighted by
+    the input values, per batch row. Same sums as the dense product, in another order."""
+    if event_driven:
+        rows, cols = x.nonzero(as_tuple=True)  # sorted by row
+        if rows.numel() < SPARSE_MAX_DENSITY * x.shape[1]:
+            offsets = torch.searchsorted(rows, torch.arange(x.shape[0], device=x.device))
+            return F.embedding_bag(cols, w_t, offsets, mode="sum", per_sample_weights=x[rows, cols])
+    return torch.mm(x, w_t)
+
+
 class FastStep:
     """Decode step for ``model`` (an ``ASNNGoose``): ``step(tokens (B,), state) -> (logits (B, V), state)``.
 
@@ -148,6 +170,7 @@ class FastStep:
         self.layout = state_layout(model)
         self.keys = list(model.state_spec())
         self._sig = None
+        self.compiled = compile
         self._prepare()
         self._wkv = wkv_step
         self._core = self._step
@@ -183,6 +206,9 @@ class FastStep:
                 "F": _weight(cm.key).shape[0],
             })
         self.head = _rhs(m.head, dtype=self.dtype)
+        eligible = self.device.type == "cpu" and not self.compiled  # data-dependent shapes: eager CPU only
+        self.event = {k: eligible and self.blocks[0][k].numel() >= SPARSE_MIN_WEIGHTS
+                      for k in ("tm_kvr", "tm_out", "cm_kr", "cm_v")} if self.blocks else {}
         self._sig = self._signature()
 
     # -- step -------------------------------------------------------------------------
@@ -225,19 +251,19 @@ class FastStep:
             h = ln(blk.ln1, x)
             new[tk.shift] = h
             s = fire(tm.lif_in, tk, torch.addcmul(h * pw["tm_mu"], state[tk.shift], pw["tm_1mu"]))  # (B, C)
-            k, v, r = torch.mm(s, pw["tm_kvr"]).split(C, dim=-1)  # (B, C) each
+            k, v, r = synapse(s, pw["tm_kvr"], self.event["tm_kvr"]).split(C, dim=-1)  # (B, C) each
             ka, kb, kp = tk.wkv
             if k.dtype != pw["w"].dtype:
                 k, v = k.to(pw["w"].dtype), v.to(pw["w"].dtype)
             y, new[ka], new[kb], new[kp] = self._wkv(pw["w"], pw["u"], k, v, state[ka], state[kb], state[kp])
             s = fire(tm.lif_out, tk, torch.sigmoid(r) * (y if y.dtype == r.dtype else y.to(r.dtype)))
-            x = x + torch.mm(s, pw["tm_out"])
+            x = x + synapse(s, pw["tm_out"], self.event["tm_out"])
             # channel-mix: shift-mix, spikes, key|receptance in one product, relu^2, spikes, value
             h = ln(blk.ln2, x)
             new[ck.shift] = h
             s = fire(cm.lif_in, ck, torch.addcmul(h * pw["cm_mu"], state[ck.shift], pw["cm_1mu"]))
-            kk, r = torch.mm(s, pw["cm_kr"]).split([pw["F"], C], dim=-1)  # (B, F), (B, C)
+            kk, r = synapse(s, pw["cm_kr"], self.event["cm_kr"]).split([pw["F"], C], dim=-1)  # (B, F), (B, C)
             s = fire(cm.lif_hid, ck, torch.relu(kk).square_())
-            x = x + torch.sigmoid(r) * torch.mm(s, pw["cm_v"])
+            x = x + torch.sigmoid(r) * synapse(s, pw["cm_v"], self.event["cm_v"])
         logits = torch.mm(ln(m.ln_out, x), self.head)  # (B, V)
         return logits, {k: new[k] for k in self.keys}

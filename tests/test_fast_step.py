@@ -173,3 +173,39 @@ def test_compiled_step_matches_eager():
     tok = torch.randint(0, m.cfg.vocab_size, (2, 6))
     got, st, ref, st_ref = _run_both(m, FastStep(m, compile=True), tok)
     _assert_same(got, st, ref, st_ref, tol=1e-4)
+
+
+def test_event_driven_synapse_equals_dense_product():
+    from goose_neuro.fast_step import synapse
+
+    torch.manual_seed(0)
+    w = torch.randn(40, 9, dtype=torch.float64)
+    x = torch.randn(4, 40, dtype=torch.float64) * (torch.rand(4, 40) < 0.05)
+    x[0] = 0  # a row without any spike
+    x[3] = 0  # ... also the last one
+    assert torch.allclose(synapse(x, w, True), x @ w, rtol=0, atol=1e-13)
+    dense = torch.randn(4, 40, dtype=torch.float64)  # above the density limit: the dense product
+    assert torch.equal(synapse(dense, w, True), torch.mm(dense, w))
+
+
+@pytest.mark.parametrize("mode", ["ternary", "binary"])
+def test_fast_step_with_event_driven_synapses_equals_sequence_mode(monkeypatch, mode):
+    """Every projection eligible (size limit 0): sparse spike inputs take the event-driven product."""
+    import goose_neuro.fast_step as fs
+
+    monkeypatch.setattr(fs, "SPARSE_MIN_WEIGHTS", 0)
+    m = _model(seed=5, spike_mode=mode)
+    step = FastStep(m)
+    assert all(step.event.values())
+    calls = {"sparse": 0}
+    orig = torch.nn.functional.embedding_bag
+
+    def counting(*a, **k):
+        calls["sparse"] += 1
+        return orig(*a, **k)
+
+    monkeypatch.setattr(fs.F, "embedding_bag", counting)
+    tok = torch.randint(0, m.cfg.vocab_size, (1, 16))
+    got, st, ref, st_ref = _run_both(m, step, tok)
+    _assert_same(got, st, ref, st_ref)
+    assert calls["sparse"] > 0
