@@ -342,12 +342,15 @@ class SpikeLIF(snntorch.SpikingNeuron):
         signature. When gradients are needed it runs :meth:`forward` (surrogate gradients)."""
         if self.mode == "none":
             return x, x, mem
-        if self.fixed_point or (torch.is_grad_enabled() and any(p.requires_grad for p in (x, mem, self.beta_logit))):
+        if self._fixed is not None or (torch.is_grad_enabled() and (x.requires_grad or mem.requires_grad
+                                                                    or self.beta_logit.requires_grad)):
             out, s, new = self.forward(x[:, None], mem)
             return out[:, 0], s[:, 0], new
-        dtype = torch.promote_types(x.dtype, mem.dtype)
-        beta, th, nth, amp = self._step_constants(dtype, x.device)
-        m = torch.addcmul(x.to(dtype), beta, mem.to(dtype))  # (B, n)
+        if x.dtype != mem.dtype:
+            dtype = torch.promote_types(x.dtype, mem.dtype)
+            x, mem = x.to(dtype), mem.to(dtype)
+        beta, th, nth, amp = self._step_constants(x.dtype, x.device)
+        m = torch.addcmul(x, beta, mem)  # (B, n)
         s = torch.gt(m, th, out=torch.empty_like(m))
         if self.mode == "ternary":
             s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
