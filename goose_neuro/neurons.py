@@ -82,23 +82,25 @@ def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary:
     """Token loop of the update rule; returns (m_t before reset, s_t, m'_t after reset), each (B, T, n).
 
     Written with as few ops per token as possible (fused multiply-adds, comparisons written
-    straight into the preallocated float outputs): at this size the loop's cost is per-op
-    overhead, not arithmetic. Ternary spikes are ``[m > th] - [m < -th]``.
+    straight into the preallocated float outputs, per-token views taken once with ``unbind``
+    rather than one ``select`` per use): at this size the loop's cost is per-op overhead, not
+    arithmetic. Ternary spikes are ``[m > th] - [m < -th]``.
     """
     mems = torch.empty_like(x)
     spikes = torch.empty_like(x)
     posts = torch.empty_like(x)
     neg = torch.empty_like(mem)  # (B, n) scratch for [m < -th]
     nth = -th
-    for t in range(x.shape[1]):
-        m = mems[:, t]
-        torch.addcmul(x[:, t], beta, mem, out=m)  # beta * mem + x_t
-        s = spikes[:, t]
+    xs, ms, ss, ps = x.unbind(1), mems.unbind(1), spikes.unbind(1), posts.unbind(1)  # T views of (B, n)
+    for t in range(len(xs)):
+        m = ms[t]
+        torch.addcmul(xs[t], beta, mem, out=m)  # beta * mem + x_t
+        s = ss[t]
         torch.gt(m, th, out=s)
         if ternary:
             torch.lt(m, nth, out=neg)
             s.sub_(neg)
-        mem = posts[:, t]
+        mem = ps[t]
         torch.addcmul(m, s, th, value=-1.0, out=mem)  # subtract reset
     return mems, spikes, posts
 
@@ -118,14 +120,15 @@ def _lif_backward_loop(g_s_out: Tensor, sg: Tensor, th: Tensor, beta: Tensor, g_
     if T == 0:
         return g_m, g_s, post, g_post
     post[:, T - 1] = g_post
+    outs, sgs, gms, gss, ps = g_s_out.unbind(1), sg.unbind(1), g_m.unbind(1), g_s.unbind(1), post.unbind(1)
     for t in range(T - 1, -1, -1):
-        p = post[:, t]
-        gs = g_s[:, t]
-        torch.addcmul(g_s_out[:, t], th, p, value=-1.0, out=gs)
-        gm = g_m[:, t]
-        torch.addcmul(p, sg[:, t], gs, out=gm)
+        p = ps[t]
+        gs = gss[t]
+        torch.addcmul(outs[t], th, p, value=-1.0, out=gs)
+        gm = gms[t]
+        torch.addcmul(p, sgs[t], gs, out=gm)
         if t > 0:
-            torch.mul(beta, gm, out=post[:, t - 1])
+            torch.mul(beta, gm, out=ps[t - 1])
         else:
             g_post = beta * gm
     return g_m, g_s, post, g_post
