@@ -143,6 +143,10 @@ def _rhs(*lins: nn.Module, dtype: torch.dtype) -> Tensor:
     return torch.cat([_weight(lin) for lin in lins]).to(dtype).t().contiguous()
 
 
+class _StaleLayout(Exception):
+    """A population holds a membrane the layout does not know (it was replaced after the layout was read)."""
+
+
 SPARSE_MIN_WEIGHTS = 1 << 18  # matrices smaller than this (1 MB in float32) are always multiplied densely
 SPARSE_MAX_DENSITY = 0.3  # event-driven product when nonzero inputs < this fraction of the input width
 
@@ -226,7 +230,12 @@ class FastStep:
             raise ConfigError(f"fast step takes tokens of shape (B,), got {tuple(tokens.shape)}")
         self._refresh()
         with torch.no_grad():
-            return self._core(tokens.to(self.device), state)
+            try:
+                return self._core(tokens.to(self.device), state)
+            except _StaleLayout:  # a population was replaced since the layout was read: read it again
+                self.layout = state_layout(self.model)
+                self._prepare()
+                return self._core(tokens.to(self.device), state)
 
     def _step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         m = self.model
@@ -235,6 +244,8 @@ class FastStep:
         def fire(pop: nn.Module, keys: MixerKeys, x: Tensor) -> Tensor:
             """Run one population's step on its membrane entry (none in spike mode ``none``)."""
             key = keys.mems.get(id(pop))
+            if key is None and keys.mems:  # this mixer's populations hold membranes, this one is unknown
+                raise _StaleLayout
             out, _, mem = pop.step(x, None if key is None else state[key])
             if key is not None:
                 new[key] = mem

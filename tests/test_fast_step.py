@@ -209,3 +209,22 @@ def test_fast_step_with_event_driven_synapses_equals_sequence_mode(monkeypatch, 
     got, st, ref, st_ref = _run_both(m, step, tok)
     _assert_same(got, st, ref, st_ref)
     assert calls["sparse"] > 0
+
+
+def test_replaced_population_is_picked_up():
+    """Swapping a population module after the step was built re-reads the layout instead of
+    silently running the new module without its membrane."""
+    from goose_neuro.neurons import SpikeLIF
+
+    m = _model(seed=6)
+    step = FastStep(m)
+    tok = torch.randint(0, m.cfg.vocab_size, (2, 5))
+    _run_both(m, step, tok)
+    old = m.blocks[0].tm.lif_out
+    new = SpikeLIF(old.n, mode="ternary").double()
+    new.load_state_dict(old.state_dict())
+    with torch.no_grad():
+        new.threshold.mul_(0.5)
+    m.blocks[0].tm.lif_out = new
+    got, st, ref, st_ref = _run_both(m, step, tok)
+    _assert_same(got, st, ref, st_ref)
