@@ -45,16 +45,14 @@ faster per token than its teacher at context 1024 in the same runtime, at both s
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -241,7 +239,6 @@ class Engine:
     error: str | None = None  # why it cannot run
     params: int = 0
     note: str = ""
-    cache: dict = field(default_factory=dict)
 
 
 def student_engines(scale: str, args, tmp: str) -> list[Engine]:
@@ -377,7 +374,7 @@ def rwkv_engines(scale: str, args, tmp: str) -> list[Engine]:
             run()
         return run, None
 
-    out = [Engine("rwkv", "eager", f"HF RWKV at the student's size (eager, state)", eager_make, params=n)]
+    out = [Engine("rwkv", "eager", "HF RWKV at the student's size (eager, state)", eager_make, params=n)]
     path = os.path.join(tmp, f"rwkv-{scale}.onnx")
     try:
         export_rwkv(m, path)
@@ -593,8 +590,9 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from goose_neuro.cli import make_parser
+
+    ap = make_parser("peers.py", __doc__.splitlines()[0])  # bad options: one line, exit 2
     ap.add_argument("--scales", default="small,gpt2-50m")
     ap.add_argument("--contexts", default="128,512,1024")
     ap.add_argument("--batches", default="1,8")
