@@ -556,6 +556,7 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     scales = [s for s in SCALES if any(r["scale"] == s for r in rows)]
     batches = sorted({r["batch"] for r in rows})
@@ -577,6 +578,11 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
                         label=f"{model} ({rt})")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            ctxs = sorted({r["context"] for r in rows})
+            ax.set_xticks(ctxs, [str(c) for c in ctxs])
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.set_xlabel("context (tokens)")
             ax.set_ylabel("ms per decode step")
             ax.set_title(f"{scale} vs {SCALES[scale]['teacher_name']}, batch {B}", fontsize=10)
