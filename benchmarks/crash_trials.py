@@ -82,7 +82,7 @@ def temp_dirs(ckdir: Path) -> set[str]:
 
 
 def step_dirs(run: Path) -> list[Path]:
-    from goose_neuro.trainer import CKPT_RE
+    from goose_neuro.training import CKPT_RE
 
     root = run / "checkpoints"
     if not root.is_dir():
@@ -93,7 +93,7 @@ def step_dirs(run: Path) -> list[Path]:
 def loadable(ck: Path, make_trainer) -> tuple[bool, str]:
     """Weights load and the trainer resumes from exactly this directory."""
     from goose_neuro.checkpoint import load_checkpoint
-    from goose_neuro.trainer import STATE_DIR
+    from goose_neuro.training import STATE_DIR
 
     try:
         load_checkpoint(ck)
@@ -111,16 +111,16 @@ def make_probe(tdir: Path, text: Path, cache: Path, args):
 
     import torch
 
-    from goose_neuro.cli.train import build_parser, _train_config
+    from goose_neuro.cli.train import build_parser, train_config
     from goose_neuro.config import preset
     from goose_neuro.data import split_tokens, tokenize_source
     from goose_neuro.teacher import load_teacher
-    from goose_neuro.trainer import Trainer
+    from goose_neuro.training import Trainer
 
     torch.set_num_threads(1)
     teacher = load_teacher(tdir)
     a = build_parser().parse_args(train_cmd(args, tdir, text, Path("x"), cache, False)[1:])
-    cfg = _train_config(a)
+    cfg = train_config(a)
     tr_ids, va_ids = split_tokens(tokenize_source(text, teacher.tokenizer, cache), a.val_fraction)
     mcfg = preset("tiny", vocab_size=teacher.vocab_size)
 

@@ -17,6 +17,10 @@ Runs (all ternary spiking unless stated)::
     dense_full    the full recipe with spike_mode none (dense ablation)
     full_cached   the full recipe trained from the teacher-logit cache (top-32 logits + the
                   teacher's tail mass per token), without running the teacher while training
+    full_fixed    the full recipe with fixed-point neurons (goose-train --fixed-point): trained with
+                  the integer neurons the Loihi package deploys
+    full_tlif     the full recipe with lava-nc's TernaryLIF neuron (--neuron ternary_lif)
+    full_tlif_fixed  both
 
 Usage::
 
@@ -58,18 +62,22 @@ RUNS = {
     "ce_only": dict(ce_only=True),
     "dense_full": dict(ctkd=True, pocl=True, spike_mode="none"),
     "full_cached": dict(ctkd=True, pocl=True, teacher_cache=True),
+    "full_fixed": dict(ctkd=True, pocl=True, fixed_point=True),
+    "full_tlif": dict(ctkd=True, pocl=True, neuron="ternary_lif"),
+    "full_tlif_fixed": dict(ctkd=True, pocl=True, neuron="ternary_lif", fixed_point=True),
 }
+MODEL_KEYS = ("spike_mode", "neuron", "fixed_point", "frac_bits")  # ModelConfig fields, not TrainConfig
 
 
 def run_one(name: str, spec: dict, setting: dict, teacher, train_ids, val_ids, work: Path, cache: Path) -> dict:
     from goose_neuro.config import preset
-    from goose_neuro.trainer import TrainConfig, Trainer
+    from goose_neuro.training import TrainConfig, Trainer
 
     spec = dict(spec)
-    mode = spec.pop("spike_mode", "ternary")
+    model = {k: spec.pop(k) for k in MODEL_KEYS if k in spec}
     cfg = TrainConfig(**setting, **spec, lr=2e-3, eval_every=setting["steps"], ckpt_every=setting["steps"],
                       log_every=10)
-    mcfg = preset("small", vocab_size=teacher.vocab_size, spike_mode=mode)
+    mcfg = preset("small", vocab_size=teacher.vocab_size, **model)
     t0 = time.perf_counter()
     tr = Trainer(mcfg, cfg, teacher, train_ids, val_ids, work / name, cache)
     setup_s = time.perf_counter() - t0
@@ -105,9 +113,11 @@ def report(res: dict, setting_name: str, setting: dict, teacher_ppl: float) -> s
             ratios.append(f"distilled(full)/CE-only = {p['full'] / p['ce_only']:.3f}")
         if "dense_full" in p:
             ratios.append(f"ternary(full)/dense(full) = {p['full'] / p['dense_full']:.3f}")
-        for ab in ("-ctkd", "-pocl", "+align", "kd", "full_cached"):
+        for ab in ("-ctkd", "-pocl", "+align", "kd", "full_cached", "full_fixed", "full_tlif"):
             if ab in p:
                 ratios.append(f"{ab}/full = {p[ab] / p['full']:.3f}")
+    if "full_tlif" in p and "full_tlif_fixed" in p:
+        ratios.append(f"full_tlif_fixed/full_tlif = {p['full_tlif_fixed'] / p['full_tlif']:.3f}")
     if "full_cached" in res and "full" in res:
         c, f = res["full_cached"], res["full"]
         ratios.append(f"teacher cache: train tok/s {c['train_tokens_per_s']:.0f} vs {f['train_tokens_per_s']:.0f} "

@@ -5,7 +5,8 @@
         [-o /tmp/energy_report]
 
 Prints: energy per token on every built-in profile, student/teacher ratio at context 512
-(same target, and against the teacher on the cmos45-fp32 baseline), overall sparsity,
+(same target, and against the teacher on the cmos45-fp32 baseline), the fair baseline (student /
+int8 teacher, / fp32 teacher, / dense twin and the break-even firing rates), overall sparsity,
 the share of energy that is not synaptic ACs, profiling speed (tokens/s), and an
 operator-level check of the teacher cost formula on the real teacher.
 """
@@ -78,6 +79,20 @@ def main() -> int:
         print(f"{n:16s} {s['energy_pj_per_token']:15.4g} {b['teacher']['512']['energy_pj_per_token']:13.4g} "
               f"{b['student_over_teacher']['512']:11.4g} {rep['comparison']['512'][n]:22.4g} "
               f"{100 * s['non_ac_share']:12.1f}% {100 * s['memory_share']:12.1f}%")
+    print()
+    from goose_neuro.energy.report import fmt_rate
+
+    fair = rep["fair_baseline"]
+    print(f"fair baseline at ctx 512 (teacher {fair['teacher']}: fp32 {fair['teachers']['fp32']['512']:.4g} pJ, "
+          f"int8 {fair['teachers']['int8']['512']:.4g} pJ per token); measured rate {a['firing_rate']:.4f}")
+    print(f"{'target':16s} {'/ int8 teacher':>15s} {'/ fp32 teacher':>15s} {'/ dense twin':>13s}  "
+          f"break-even vs int8 teacher | vs dense twin")
+    for n in rep["profiles"]:
+        r, be = fair["ratios"][n], fair["break_even"][n]
+        print(f"{n:16s} {r['student_over_teacher_int8']['512']:15.4g} {r['student_over_teacher_fp32']['512']:15.4g} "
+              f"{r.get('student_over_dense_twin', float('nan')):13.4g}  {fmt_rate(be['teacher_int8']['512'])} | "
+              f"{fmt_rate(be.get('dense_twin'))}")
+    print("host-chip traffic share: not priced yet (needs the package placement, issue 13 part B)")
     print()
     for n in ("cmos45-fp32", "loihi2"):
         rows = [r for r in rep["layers"] if r["profile"] == n]

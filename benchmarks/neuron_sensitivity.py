@@ -1,5 +1,6 @@
-"""How sensitive is a trained student to tiny errors at its LIF inputs? (Why Loihi packages are
-checked against the PyTorch model running the package's fixed-point neurons.)
+"""How sensitive is a trained student to tiny errors at its LIF inputs? (Why a float-trained
+student cannot match its fixed-point deployment token for token, and why ``goose-train
+--fixed-point`` trains with the deployed arithmetic instead.)
 
     .venv/bin/python benchmarks/neuron_sensitivity.py --checkpoint CKPT --text FILE [--tokens 512]
 
@@ -9,8 +10,8 @@ differ (of all population outputs over all tokens) and perplexity.
 
 * float neurons vs float neurons with Gaussian noise ``sigma * threshold`` added to every LIF
   input at every token, and with the decays rounded to Loihi's 12-bit grid;
-* the package's fixed-point neurons (``ASNNGoose.set_fixed_point``, from a Loihi 2 export of the
-  checkpoint written to a temporary directory) vs the same with noise.
+* the fixed-point neurons it deploys with on Loihi 2 (``ASNNGoose.set_fixed_point(
+  model.deployed_format())``, derived from the checkpoint) vs the same with noise.
 
 A row with more than 0 spike flips and agreement under 99% says that errors of that size
 (e.g. Q16 rounding in the host ops, ~1e-5) move the model off its trajectory.
@@ -20,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
 from goose_neuro.checkpoint import load_checkpoint
-from goose_neuro.export import lava_check, loihi
-from goose_neuro.export.lower import lower_checkpoint
+from goose_neuro.export.loihi.check import text_tokens
 from goose_neuro.export.onnx_check import perplexity
 from goose_neuro.model import forward_pre_hooks
 
@@ -68,7 +67,7 @@ def main(argv=None) -> int:
     sigmas = [float(s) for s in a.sigmas.split(",")]
     model, info = load_checkpoint(a.checkpoint)
     model.double().freeze_ternary()
-    ids = lava_check.text_tokens(a.text, a.checkpoint, info["config"].vocab_size, a.tokens + 1)
+    ids = text_tokens(a.text, a.checkpoint, info["config"].vocab_size, a.tokens + 1)
     x, y = torch.from_numpy(ids[:-1])[None], ids[1:]
     rows = ["| perturbation | argmax agreement | spikes differing | ppl reference / perturbed |",
             "| --- | --- | --- | --- |"]
@@ -84,12 +83,9 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for n, m in model.populations().items():
             m.beta_logit.copy_(saved[n])
-    with tempfile.TemporaryDirectory(prefix="goose-sens-") as d:
-        graph, _ = lower_checkpoint(a.checkpoint)
-        im = loihi.load_int_model(loihi.export_loihi(graph, f"{d}/pkg", "loihi2"))
-    model.set_fixed_point(lava_check.fixed_point_specs(im))
+    model.set_fixed_point(model.deployed_format())
     fixed = run(model, x)
-    rows.append(compare("fixed-point neurons (Loihi 2 package) vs float neurons", ref, fixed, y))
+    rows.append(compare("fixed-point neurons (as deployed on Loihi 2) vs float neurons", ref, fixed, y))
     for s in sigmas:
         rows.append(compare(f"fixed-point neurons, input noise {s:g} x th", fixed, run(model, x, s, a.seed), y))
     sys.stdout.write(f"# neuron_sensitivity: {a.checkpoint}, {len(y)} tokens of {a.text}\n\n" + "\n".join(rows) + "\n")

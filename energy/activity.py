@@ -22,13 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from goose_neuro.errors import DataError
+from goose_neuro.tokenizer import encode_file
 
 log = logging.getLogger(__name__)
 
@@ -96,65 +95,6 @@ class ActivityProfile:
         return 1.0 - self.activation_sparsity()
 
 
-# -- tokenizer and text ------------------------------------------------------------------------
-class ByteTokenizer:
-    """Fallback when a checkpoint has no tokenizer files: UTF-8 bytes as token ids
-    (needs vocab_size >= 256). Stated in every report that uses it."""
-
-    name = "utf-8 bytes (fallback: no tokenizer in the checkpoint)"
-
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-
-def load_tokenizer(ckpt_dir: str | os.PathLike, reference: str | None, vocab_size: int):
-    """The checkpoint's own tokenizer files, else its ``tokenizer`` reference if that is a
-    local directory, else :class:`ByteTokenizer` (with a warning)."""
-    cands = [Path(ckpt_dir)]
-    if reference and Path(reference).is_dir():
-        cands.append(Path(reference))
-    for d in cands:
-        if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file():
-            from transformers import AutoTokenizer
-
-            try:
-                tok = AutoTokenizer.from_pretrained(str(d))
-            except (OSError, ValueError) as e:
-                raise DataError(f"tokenizer in {d}: cannot be loaded ({e})") from None
-            tok.name = str(d)  # type: ignore[attr-defined]
-            return tok
-    if vocab_size < 256:
-        raise DataError(f"checkpoint {ckpt_dir} has no tokenizer files and its vocabulary ({vocab_size}) "
-                        "is too small for the byte fallback: save the tokenizer into the checkpoint")
-    warnings.warn(f"checkpoint {ckpt_dir} has no tokenizer files; profiling with UTF-8 bytes as tokens")
-    return ByteTokenizer()
-
-
-def read_tokens(path: str | os.PathLike, tokenizer, n_tokens: int, vocab_size: int) -> list[int]:
-    """The first ``n_tokens`` tokens of a text file (reads only as much text as needed)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"text file {p}: not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"text file {p}: not UTF-8 text") from None
-    if not text.strip():
-        raise DataError(f"text file {p}: empty")
-    chars = max(4096, n_tokens * 8)
-    while True:
-        ids = list(tokenizer.encode(text[:chars]))
-        if len(ids) >= n_tokens or chars >= len(text):
-            break
-        chars *= 2
-    if len(ids) < n_tokens:
-        raise DataError(f"text file {p}: only {len(ids)} tokens, {n_tokens} requested")
-    ids = ids[:n_tokens]
-    if max(ids) >= vocab_size:
-        raise DataError(f"text file {p}: token id {max(ids)} >= model vocabulary {vocab_size} (wrong tokenizer?)")
-    return ids
-
-
 # -- profiling -----------------------------------------------------------------------------------
 def profile_tokens(model, tokens: list[int] | np.ndarray, window: int = 128, progress: bool = True,
                    source: str = "", threads: int | None = 1) -> ActivityProfile:
@@ -217,8 +157,8 @@ def _accumulate(acc: dict, name: str, sp) -> None:
 
 def profile_text(model, text_path: str | os.PathLike, tokenizer, n_tokens: int, window: int = 128,
                  progress: bool = True) -> ActivityProfile:
-    """Tokenize the first ``n_tokens`` of ``text_path`` and profile them."""
-    ids = read_tokens(text_path, tokenizer, n_tokens, model.cfg.vocab_size)
+    """Tokenize ``text_path`` (``goose_neuro.tokenizer.encode_file``) and profile its first ``n_tokens``."""
+    ids = encode_file(text_path, tokenizer, model.cfg.vocab_size, max_tokens=n_tokens, min_tokens=n_tokens)
     prof = profile_tokens(model, ids, window=window, progress=progress, source=str(text_path))
     prof.tokenizer = getattr(tokenizer, "name", type(tokenizer).__name__)
     log.info("profiled %d tokens in %.2f s (%.0f tokens/s)", prof.tokens, prof.seconds, prof.tokens_per_s)

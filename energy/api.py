@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from goose_neuro.energy.activity import ActivityProfile, load_tokenizer, profile_text
+from goose_neuro.energy.activity import ActivityProfile, profile_text
+from goose_neuro.energy.baseline import PUBLISHED_THRESHOLDS, rate_model, twin_graph
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import energy_by_class, group_shares, host_for, price_table, total
-from goose_neuro.energy.profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
+from goose_neuro.hardware_profiles import MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
-from goose_neuro.errors import ProfileError
+from goose_neuro.errors import GooseError, ProfileError
+from goose_neuro.tokenizer import load_tokenizer
 
 REPORT_FORMAT = "goose-neuro-energy-report"
 REPORT_VERSION = 1
@@ -36,7 +38,15 @@ REPORT_KEYS = {
     "profiles.<name>.student_over_teacher.<ctx>": "student / teacher energy on the same target",
     "profiles.<name>.constants.<class>": "pJ, unit, how, source, confidence, note",
     "comparison.<ctx>.<name>": "student on <name> / teacher on the baseline",
+    "profiles.<name>.dense_twin.energy_pj_per_token": "the same network with spike_mode none, same target (pJ)",
+    "profiles.<name>.rate_model": "{e0_pj, slope_pj, measured_rate}: student energy E(r) = e0 + slope * r",
+    "fair_baseline.teachers.<fp32|int8>.<ctx>": "teacher on cmos45-fp32 / cmos45-int8 (int8 weights and activations)",
+    "fair_baseline.ratios.<name>": "student / int8 teacher, / fp32 teacher (per ctx), / dense twin",
+    "fair_baseline.break_even.<name>": "firing rate where the student's energy meets each reference",
+    "fair_baseline.published_thresholds": "break-even rates as published (Dampfhoffer 2023, Yan 2024)",
 }
+#: The two teachers of the fair baseline: fp32 and bit-matched int8 (profile names).
+FAIR_TEACHERS = {"fp32": "cmos45-fp32", "int8": "cmos45-int8"}
 
 
 def _shape_dict(s: GPT2Shape) -> dict[str, Any]:
@@ -72,10 +82,17 @@ def _layer_rows(prof: HardwareProfile, gc: GraphCounts, prices, act: ActivityPro
     return rows
 
 
+def _counts_block(counts: dict[str, float], prices) -> dict[str, Any]:
+    by = energy_by_class(counts, prices)
+    return {"energy_pj_per_token": total(by), "energy_pj_by_class": by,
+            "counts_per_token": {c: float(counts.get(c, 0.0)) for c in OP_CLASSES}}
+
+
 def _profile_block(graph, act: ActivityProfile, prof: HardwareProfile, teachers: dict[str, GPT2Shape],
-                   main_teacher: str, contexts) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                   main_teacher: str, contexts, twin=None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     prices = price_table(prof, host_for(prof))
-    gc = count_graph(graph, act, Precision.from_profile(prof))
+    prec = Precision.from_profile(prof)
+    gc = count_graph(graph, act, prec)
     by = energy_by_class(gc.totals, prices)
     tot = total(by)
     student = {"energy_pj_per_token": tot, "energy_pj_by_class": by,
@@ -93,7 +110,39 @@ def _profile_block(graph, act: ActivityProfile, prof: HardwareProfile, teachers:
              "extra_teachers": {k: v for k, v in teach.items() if k != main_teacher},
              "student_over_teacher": {str(L): tot / teach[main_teacher][str(L)]["energy_pj_per_token"] for L in contexts},
              "constants": {c: p.to_dict() for c, p in prices.items()}}
+    rm = rate_model(graph, act, prices, prec)
+    block["rate_model"] = {"e0_pj": rm.e0, "slope_pj": rm.slope, "measured_rate": rm.measured_rate}
+    if twin is not None:
+        block["dense_twin"] = _counts_block(count_graph(twin, None, prec).totals, prices)
     return block, _layer_rows(prof, gc, prices, act)
+
+
+def _fair_block(rep: dict[str, Any], teachers: dict[str, GPT2Shape], main: str, contexts) -> dict[str, Any]:
+    """Teacher at fp32 and at matched bit width (int8), ratios and break-even rates per target."""
+    shape = teachers[main]
+    fair: dict[str, Any] = {"teacher": main, "teachers": {}, "ratios": {}, "break_even": {},
+                            "published_thresholds": PUBLISHED_THRESHOLDS}
+    for key, pname in FAIR_TEACHERS.items():
+        prof = load_profile(pname)
+        blk = _teacher_block(shape, prof, price_table(prof, host_for(prof)), contexts)
+        fair["teachers"][key] = {"profile": pname, "weight_bits": prof.bits("weight_bits_dense"),
+                                 "activation_bits": prof.bits("activation_bits"),
+                                 **{L: v["energy_pj_per_token"] for L, v in blk.items()}}
+    for name, b in rep["profiles"].items():
+        s = b["student"]["energy_pj_per_token"]
+        rm = b["rate_model"]
+        line = lambda ref: None if not rm["slope_pj"] > 0 else (ref - rm["e0_pj"]) / rm["slope_pj"]  # noqa: E731
+        ratios: dict[str, Any] = {f"student_over_teacher_{k}": {str(L): s / fair["teachers"][k][str(L)]
+                                                                 for L in contexts} for k in FAIR_TEACHERS}
+        be: dict[str, Any] = {f"teacher_{k}": {str(L): line(fair["teachers"][k][str(L)]) for L in contexts}
+                              for k in FAIR_TEACHERS}
+        if "dense_twin" in b:
+            tw = b["dense_twin"]["energy_pj_per_token"]
+            ratios["student_over_dense_twin"] = s / tw
+            be["dense_twin"] = line(tw)
+        fair["ratios"][name] = ratios
+        fair["break_even"][name] = be
+    return fair
 
 
 def _activity_block(act: ActivityProfile) -> dict[str, Any]:
@@ -111,8 +160,9 @@ def _activity_block(act: ActivityProfile) -> dict[str, Any]:
 def build_report(graph, act: ActivityProfile, profiles: Sequence[str | HardwareProfile],
                  baseline: str | HardwareProfile = "cmos45-fp32", teacher: str | os.PathLike | GPT2Shape | None = None,
                  contexts: Sequence[int] = DEFAULT_CONTEXTS, model_info: dict | None = None,
-                 extra_teachers: Sequence[str] = ("gpt2-124m",)) -> dict[str, Any]:
-    """Everything ``report.json`` holds, from a lowered graph and a measured activity profile."""
+                 extra_teachers: Sequence[str] = ("gpt2-124m",), twin=None) -> dict[str, Any]:
+    """Everything ``report.json`` holds, from a lowered graph and a measured activity profile.
+    ``twin``: the IR of the student's dense twin (:func:`goose_neuro.energy.baseline.twin_graph`)."""
     profs = [p if isinstance(p, HardwareProfile) else load_profile(p) for p in profiles]
     base = baseline if isinstance(baseline, HardwareProfile) else load_profile(baseline)
     names = [p.name for p in profs]
@@ -135,7 +185,7 @@ def build_report(graph, act: ActivityProfile, profiles: Sequence[str | HardwareP
                                        "shapes": {k: _shape_dict(v) for k, v in teachers.items()}},
                            "profiles": {}, "layers": []}
     for p in profs:
-        block, rows = _profile_block(graph, act, p, teachers, main, contexts)
+        block, rows = _profile_block(graph, act, p, teachers, main, contexts, twin)
         rep["profiles"][p.name] = block
         rep["layers"].extend(rows)
     first = rep["profiles"][profs[0].name]["student"]
@@ -145,6 +195,7 @@ def build_report(graph, act: ActivityProfile, profiles: Sequence[str | HardwareP
     tb = rep["profiles"][base.name]["teacher"]
     rep["comparison"] = {str(L): {n: rep["profiles"][n]["student"]["energy_pj_per_token"] / tb[str(L)]["energy_pj_per_token"]
                                   for n in rep["profiles"]} for L in contexts}
+    rep["fair_baseline"] = _fair_block(rep, teachers, main, contexts)
     rep["assumptions"] = assumptions(rep)
     return rep
 
@@ -155,8 +206,14 @@ def assumptions(rep: dict[str, Any]) -> list[str]:
     out = [
         f"Activity was measured on the first {a['tokens']} tokens of {a['text'] or 'the given tokens'} "
         f"(tokenizer: {a['tokenizer'] or 'given token ids'}), batch 1, state carried across the whole text.",
-        "Energy is dynamic energy per token (operations and memory traffic). Static/leakage power, "
-        "host-chip I/O, and chip-to-chip traffic are not included.",
+        "Energy is dynamic energy per token (operations and memory traffic) of the student's deployment graph, "
+        "not yet of an exported package: static power, host-chip messages and spike hops between cores have "
+        "figures in the Loihi profiles but are not priced here (they need the package's placement).",
+        "Fair baseline: next to the fp32 teacher (cmos45-fp32) the teacher is priced at matched bit width, int8 "
+        "weights and activations with int32 accumulation (cmos45-int8); the dense twin is the same network and "
+        "weights with spike_mode none (dense activations), counted from its own IR on each target.",
+        "Break-even firing rate: every count is linear in the events, so the measured activity pattern is "
+        "scaled until the student's energy equals a reference; rates are events per neuron per token.",
         "The student's cost per token does not depend on context length (recurrent state); the teacher's is "
         "the cost of one new token with a KV cache when it attends to L positions.",
         "Teacher costs come from its configuration alone (weights' values do not change cost). Contexts "
@@ -170,7 +227,8 @@ def assumptions(rep: dict[str, Any]) -> list[str]:
         "row of the weight matrix. Dense weights, states and activations use each profile's bit widths.",
         "Every neuron is updated every token (leak, threshold test, reset), whether or not it spikes.",
         "Operations a neuromorphic chip cannot run (WKV exp/division, sigmoid, LayerNorm, elementwise "
-        "gating, the LM head on binary-spike chips) are priced at the host profile's figures, labelled 'host'.",
+        "gating, the LM head on binary-spike chips) are priced at the host profile's figures, labelled 'host' "
+        "(float64 for the Loihi profiles, as the exported package computes them; the fp64 figures are proxies).",
         "Loihi 2 per-operation energies are not published: its profile uses Loihi 1 figures as labelled "
         "proxies (confidence 'assumed').",
         "Costs for exp/sigmoid/division/rsqrt on CMOS have no published per-op figure and are assumed "
@@ -201,13 +259,22 @@ def energy_report(checkpoint: str | os.PathLike, text: str | os.PathLike, tokens
     profs = [load_profile(p) for p in profiles]
     base = load_profile(baseline)
     model, info = load_checkpoint(checkpoint)
-    tok = load_tokenizer(checkpoint, info.get("tokenizer"), model.cfg.vocab_size)
+    tok = load_tokenizer(checkpoint, model.cfg.vocab_size, reference=info.get("tokenizer"))
     act = profile_text(model, text, tok, tokens, progress=progress)
     graph = lower(model, {"checkpoint": str(checkpoint)})
+    twin, twin_note = None, "the checkpoint has no spikes (spike_mode none): it is its own dense twin"
+    if model.cfg.spike_mode != "none":
+        try:
+            twin, twin_note = twin_graph(model), ""
+        except GooseError as e:  # a configuration that has no dense variant: say so, price the rest
+            twin_note = f"dense twin not built: {e}"
     meta = info.get("meta") or {}
     model_info = {"checkpoint": str(checkpoint), "config": model.cfg.to_dict(), "params": model.num_params(),
                   "label": label or meta.get("label") or meta.get("note") or "", "meta": meta}
-    rep = build_report(graph, act, profs, base, teacher, contexts, model_info)
+    rep = build_report(graph, act, profs, base, teacher, contexts, model_info, twin=twin)
+    if twin_note:
+        rep["fair_baseline"]["dense_twin_note"] = twin_note
+        rep["assumptions"].append(twin_note[0].upper() + twin_note[1:] + ".")
     if out_dir is not None:
         from goose_neuro.energy.report import write_report
 

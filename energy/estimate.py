@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from goose_neuro.energy.profiles import (MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile)
+from goose_neuro.hardware_profiles import (MEM_CLASSES, OP_CLASSES, HardwareProfile, load_profile)
 from goose_neuro.errors import ProfileError
 
 

@@ -12,8 +12,10 @@ and ``ActivationSparsity = 1 - nnz / numel`` over the outputs of the activation
 (neuron) layers. Results are per sample; here a sample is a token.
 
 This module applies exactly that to an :class:`~goose_neuro.model.ASNNGoose` run by
-PyTorch (forward pre-hooks, no IR), so it shares no code with
-:mod:`goose_neuro.energy.counts`. Two deliberate adaptations, documented in the
+PyTorch: its own plain forward pass (``model(tokens)``), forward pre-hooks on the
+connection layers and forward hooks on the neuron layers, no IR, no activity profile
+and no collected spike tensors, so it shares no code or data with
+:mod:`goose_neuro.energy.counts` beyond the model itself. Two deliberate adaptations, documented in the
 README: (1) the connection layers are ``TernaryLinear`` and the bias-free head
 (NeuroBench only hooks ``nn.Linear``/conv/RNN types, and would read a
 ``TernaryLinear``'s latent float ``.weight`` rather than the ternary weight it
@@ -28,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from goose_neuro.model import forward_pre_hooks
+from goose_neuro.neurons import SpikeLIF
 from goose_neuro.ternary import TernaryLinear
 
 
@@ -41,9 +43,19 @@ def _binary_weight(layer: nn.Module, all_ones: bool) -> torch.Tensor:
 def neurobench_synops(model, tokens: torch.Tensor) -> dict[str, float]:
     """Effective_ACs, Effective_MACs, Dense and ActivationSparsity per token for ``tokens`` (1, N)."""
     layers = [m for m in model.modules() if isinstance(m, TernaryLinear) or type(m) is nn.Linear]
+    neurons = [m for m in model.modules() if isinstance(m, SpikeLIF)]
     seen: list[tuple[nn.Module, torch.Tensor]] = []
-    with forward_pre_hooks(layers, lambda mod, inp: seen.append((mod, inp[0].detach().clone()))), torch.no_grad():
-        out = model.run(tokens, collect=True)
+    acts: list[torch.Tensor] = []  # what each activation layer outputs (amplitude x spikes)
+    handles = [m.register_forward_pre_hook(lambda mod, inp: seen.append((mod, inp[0].detach().clone())))
+               for m in layers]
+    handles += [m.register_forward_hook(lambda mod, inp, out: acts.append(out[0].detach().clone()))
+                for m in neurons]
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        for h in handles:
+            h.remove()
     ac = mac = dense = 0.0
     with torch.no_grad():
         for mod, x in seen:
@@ -55,8 +67,8 @@ def neurobench_synops(model, tokens: torch.Tensor) -> dict[str, float]:
                 ac += eff
             else:
                 mac += eff
-    nnz = sum(int((s != 0).sum()) for s in out.spikes.values())
-    numel = sum(s.numel() for s in out.spikes.values())
+    nnz = sum(int((a != 0).sum()) for a in acts)
+    numel = sum(a.numel() for a in acts)
     n = tokens.shape[0] * tokens.shape[1]
     return {"Effective_ACs": ac / n, "Effective_MACs": mac / n, "Dense": dense / n,
             "ActivationSparsity": 1 - nnz / numel if numel else 0.0}

@@ -12,6 +12,8 @@ Layout::
     REPORT/energy_breakdown.png      stacked shares of energy per target (total labelled)
     REPORT/ac_vs_mac.png             ACs and MACs per layer (event-driven counts)
     REPORT/energy_vs_context.png     energy per token vs context, teacher and student
+    REPORT/energy_vs_rate.png        student energy per token vs firing rate per target, with the
+                                     fair references and the break-even rates marked
 
 The directory is written atomically (all files or none).
 """
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from goose_neuro.energy.activity import ActivityProfile
-from goose_neuro.energy.profiles import OP_CLASSES
+from goose_neuro.hardware_profiles import OP_CLASSES
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost
 from goose_neuro.fileio import atomic_dir, check_writable_dir
 
@@ -96,6 +98,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     out += ["", f"NeuroBench-definition counts per token: Effective_ACs {_fmt(nb['Effective_ACs'])}, "
                 f"Effective_MACs {_fmt(nb['Effective_MACs'])}, Dense {_fmt(nb['Dense'])}, "
                 f"ActivationSparsity {nb['ActivationSparsity']:.4f}."]
+    out += _fair_markdown(rep, L0)
     out += ["", "## Student vs teacher by context", ""]
     rows = []
     for n, b in P.items():
@@ -128,8 +131,50 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out += [f"- {x}" for x in b["notes"]] + [""]
     out += ["## Assumptions", ""] + [f"- {a}" for a in rep["assumptions"]] + [""]
     out += ["## Files", "", "`report.json` (all numbers), `layers.csv`, `channels.csv`, `timeline.csv`, "
-            "`firing_rate.png`, `energy_breakdown.png`, `ac_vs_mac.png`, `energy_vs_context.png`.", ""]
+            "`firing_rate.png`, `energy_breakdown.png`, `ac_vs_mac.png`, `energy_vs_context.png`, "
+            "`energy_vs_rate.png`.", ""]
     return "\n".join(out)
+
+
+def fmt_rate(r: float | None) -> str:
+    """A break-even rate for people: n/a, below zero, above one, or the number."""
+    if r is None:
+        return "n/a (energy does not grow with the rate)"
+    if r < 0:
+        return f"{r:.3g} (loses even with no spikes)"
+    if r > 1:
+        return f"{r:.3g} (wins at any rate)"
+    return f"{r:.3g}"
+
+
+def _fair_markdown(rep: dict[str, Any], L0: str) -> list[str]:
+    fair = rep.get("fair_baseline")
+    if not fair:
+        return []
+    P, t = rep["profiles"], fair["teachers"]
+    out = ["", f"## Fair baseline (teacher `{fair['teacher']}` at context {L0})", "",
+           f"Teacher per token: fp32 on `{t['fp32']['profile']}` {_pj(t['fp32'][L0])}; int8 weights and "
+           f"activations on `{t['int8']['profile']}` {_pj(t['int8'][L0])}. The dense twin is the same network "
+           "and weights with `spike_mode none` (dense activations), counted from its own IR. Break-even: the "
+           "firing rate (events per neuron per token) at which the student's energy on that target equals the "
+           "reference; the measured rate is the student's own.", ""]
+    rows = []
+    for n, b in P.items():
+        r, be = fair["ratios"][n], fair["break_even"][n]
+        twin = b.get("dense_twin", {}).get("energy_pj_per_token")
+        rows.append([f"`{n}`", _pj(b["student"]["energy_pj_per_token"]), _pj(twin) if twin is not None else "n/a",
+                     f"{r.get('student_over_dense_twin', float('nan')):.3g}",
+                     f"{r['student_over_teacher_int8'][L0]:.3g}", f"{r['student_over_teacher_fp32'][L0]:.3g}",
+                     f"{b['rate_model']['measured_rate']:.3g}", fmt_rate(be.get("dense_twin")),
+                     fmt_rate(be["teacher_int8"][L0]), fmt_rate(be["teacher_fp32"][L0])])
+    out.append(_table(["target", "student / token", "dense twin / token", "student / dense twin",
+                       "student / int8 teacher", "student / fp32 teacher", "measured rate",
+                       "break-even vs dense twin", "break-even vs int8 teacher", "break-even vs fp32 teacher"], rows))
+    out += ["", "Published break-even thresholds (as stated; the per-token column is the comparable figure):", ""]
+    rows = [[x["source"], x["statement"], "-".join(f"{v:.3g}" for v in sorted(set(x["per_token_rate"]))),
+             x["conversion"]] for x in fair["published_thresholds"]]
+    out.append(_table(["source", "what it states", "per token", "how compared"], rows))
+    return out
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -204,6 +249,8 @@ def _plots(rep: dict[str, Any], d: Path) -> None:
     fig.savefig(d / "ac_vs_mac.png", dpi=120)
     plt.close(fig)
     _plot_context(rep, d, plt)
+    if rep.get("fair_baseline"):
+        plot_energy_vs_rate(rep, d / "energy_vs_rate.png")
 
 
 def _plot_context(rep: dict[str, Any], d: Path, plt) -> None:
@@ -230,6 +277,55 @@ def _plot_context(rep: dict[str, Any], d: Path, plt) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(d / "energy_vs_context.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_energy_vs_rate(rep: dict[str, Any], path: Path) -> None:
+    """Student energy per token against firing rate on every target (E = e0 + slope * r), the dense twin
+    on the same target (dashed), the fp32 and int8 teachers (black), break-even points and the measured rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    P, fair = rep["profiles"], rep["fair_baseline"]
+    L0 = "512" if "512" in fair["teachers"]["fp32"] else str(rep["contexts"][0])
+    rates = np.linspace(0.0, 1.0, 101)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for i, (n, b) in enumerate(P.items()):
+        rm, color = b["rate_model"], f"C{i % 10}"
+        ax.plot(rates, rm["e0_pj"] + rm["slope_pj"] * rates, color=color, label=f"student on {n}")
+        if "dense_twin" in b:
+            tw = b["dense_twin"]["energy_pj_per_token"]
+            ax.axhline(tw, color=color, ls="--", lw=0.9)
+            r = fair["break_even"][n].get("dense_twin")
+            if r is not None and 0 <= r <= 1:
+                ax.plot([r], [tw], "o", color=color, ms=6)
+        for key, ls in (("int8", "-."), ("fp32", ":")):
+            r = fair["break_even"][n][f"teacher_{key}"][L0]
+            if r is not None and 0 <= r <= 1:
+                ax.plot([r], [fair["teachers"][key][L0]], "D", color=color, ms=6)
+    for key, ls in (("int8", "-."), ("fp32", ":")):
+        t = fair["teachers"][key]
+        ax.axhline(t[L0], color="black", ls=ls, lw=1.2, label=f"teacher {key} on {t['profile']} (ctx {L0})")
+    meas = rep["activity"]["firing_rate"]
+    ax.axvline(meas, color="grey", lw=1.0, label=f"measured rate {meas:.3g}")
+    yan = [x for x in fair["published_thresholds"] if x["source"].startswith("Yan")]
+    if yan:
+        lo = min(min(x["per_token_rate"]) for x in yan)
+        hi = max(max(x["per_token_rate"]) for x in yan)
+        ax.axvspan(lo, hi, color="tab:orange", alpha=0.12, label="Yan et al. 2024 (T x s_r, converted)")
+    damp = [x for x in fair["published_thresholds"] if x["source"].startswith("Dampfhoffer")]
+    if damp:
+        ax.axvline(damp[0]["low"], color="tab:red", ls=":", lw=1.0, label="Dampfhoffer et al. 2023 (lowest)")
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("firing rate (events per neuron per token; measured pattern scaled)")
+    ax.set_ylabel("energy per token (pJ)")
+    ax.set_title("Student energy vs firing rate: dashed = dense twin, black = teachers; o/D = break-even")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

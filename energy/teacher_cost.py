@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from goose_neuro.errors import TeacherError
+from goose_neuro.export.opcost import layernorm_cost  # the student's LayerNorm formula, one table
 
 #: per-element cost of the MLP activation: (mul, add, nonlin)
 _ACT_COST = {
@@ -89,11 +90,6 @@ class TeacherCost:
     context: int
     counts: dict[str, float]
     detail: dict[str, float] = field(default_factory=dict)
-
-
-def layernorm_cost(n: int) -> dict[str, float]:
-    """LN over n channels: add 4n, mac n, mul 2n, nonlin 1 (rsqrt)."""
-    return {"add": 4 * n, "mac": n, "mul": 2 * n, "nonlin": 1}
 
 
 def _acc(tot: dict[str, float], part: dict[str, float], times: float = 1.0) -> None:

@@ -46,17 +46,63 @@ def _shift(n: ShiftMix, x: Arr, st: State, new: State) -> Arr:
 
 def _lif(n: LIF, x: Arr, st: State, new: State) -> Arr:
     """Unit spikes (B, T, n) from the LIF update (see ir.LIF)."""
+    if n.fixed:
+        return _lif_fixed(n, x, st, new)
     beta, th = n.beta.astype(x.dtype), n.threshold.astype(x.dtype)
     mem = st[n.state].astype(x.dtype)
+    k = n.n
+    v, u = mem[:, :k], mem[:, k:]
+    beta_u = n.beta_u.astype(x.dtype) if n.neuron == "ternary_lif" else None
     out = np.empty_like(x)
     for t in range(x.shape[1]):
-        mem = beta * mem + x[:, t]
-        s = (mem > th).astype(x.dtype)
+        if beta_u is not None:  # ternary_lif: current, then voltage; reset to zero
+            u = beta_u * u + x[:, t]
+            m = beta * v + u
+        else:
+            m = beta * v + x[:, t]
+        s = (m > th).astype(x.dtype)
         if n.mode == "ternary":
-            s -= (mem < -th)
+            s -= (m < -th)
         out[:, t] = s
-        mem = mem - s * th
-    new[n.state] = mem
+        v = m * (1 - np.abs(s)) if beta_u is not None else m - s * th
+    new[n.state] = np.concatenate([v, u], axis=1) if beta_u is not None else v
+    return out
+
+
+def _trunc_decay(v: Arr, keep: Arr, bits: int) -> Arr:
+    """sign(v * keep) * (|v * keep| >> bits), int64 (truncation toward zero)."""
+    d = v * keep
+    return np.sign(d) * (np.abs(d) >> bits)
+
+
+def _lif_fixed(n: LIF, x: Arr, st: State, new: State) -> Arr:
+    """The integer neuron of goose_neuro.fixed_point (state: integer v, and u for ternary_lif)."""
+    f = n.format
+    unit, sh, vt = 1 << f.decay_bits, f.shift, f.vth << f.shift
+    beta = np.asarray(n.beta, np.float64)
+    keep_v = unit - np.clip(unit - np.round(unit * beta), 0, unit - 1).astype(np.int64)
+    gain = float(f.vth) / np.asarray(n.threshold, np.float64)
+    xm = np.clip(np.round(x.astype(np.float64) * gain), -f.x_limit, f.x_limit).astype(np.int64)
+    mem = np.rint(st[n.state].astype(np.float64)).astype(np.int64)
+    k = n.n
+    v, u = mem[:, :k], mem[:, k:]
+    tlif = n.neuron == "ternary_lif"
+    if tlif:
+        b_u = np.asarray(n.beta_u, np.float64)
+        keep_u = unit - 1 - np.clip(unit - 1 - np.round(unit * b_u), 0, unit - 1).astype(np.int64)
+        half = 1 << (f.state_bits - 1)
+    out = np.empty(x.shape, dtype=x.dtype)
+    for t in range(x.shape[1]):
+        if tlif:
+            d = _trunc_decay(u, keep_u, f.decay_bits) + (xm[:, t] << sh)
+            u = np.where(d > half, d - 2 * half, np.where(d <= -half, d + 2 * half, d))
+            m = np.clip(_trunc_decay(v, keep_v, f.decay_bits) + u, -f.v_max, f.v_max)
+        else:
+            m = np.clip(_trunc_decay(v, keep_v, f.decay_bits) + (xm[:, t] << sh), -f.v_max, f.v_max)
+        s = (m > vt).astype(np.int64) - (m < -vt).astype(np.int64)
+        out[:, t] = s
+        v = np.where(s != 0, 0, m) if tlif else m - s * vt
+    new[n.state] = (np.concatenate([v, u], axis=1) if tlif else v).astype(x.dtype)
     return out
 
 
@@ -116,7 +162,9 @@ _STATELESS: dict[type, Callable[..., Arr]] = {
 }
 
 
-def _eval(node: Node, args: list[Arr], st: State, new: State, tokens: Arr, dtype) -> Arr:
+def eval_node(node: Node, args: list[Arr], st: State, new: State, tokens: Arr, dtype) -> Arr:
+    """One node's rule on its input values (B, T, ...). Reads states from ``st`` and writes
+    the updated ones into ``new``. Used by :func:`run` and by the Loihi package's host program."""
     if isinstance(node, TokenInput):
         return tokens
     if isinstance(node, Embedding):
@@ -138,7 +186,7 @@ def run(graph: Graph, tokens, state: State | None = None, dtype=np.float32,
     """Run the graph on ``tokens`` (B, T) (or (B,) for one step).
 
     Returns (logits (B, T, V) [or (B, V)], new state, spikes) where ``spikes`` maps each
-    LIF's ``spike_name`` to its (B, T, n) unit spikes when ``collect`` is set.
+    LIF node's name to its (B, T, n) unit spikes when ``collect`` is set.
     """
     tokens = np.asarray(tokens)
     one_step = tokens.ndim == 1
@@ -158,9 +206,9 @@ def run(graph: Graph, tokens, state: State | None = None, dtype=np.float32,
     new: State = {}
     spikes: dict[str, Arr] = {}
     for name, node in graph.nodes.items():
-        vals[name] = _eval(node, [vals[i] for i in node.inputs], st, new, tokens, dtype)
+        vals[name] = eval_node(node, [vals[i] for i in node.inputs], st, new, tokens, dtype)
         if collect and isinstance(node, LIF):
-            spikes[node.spike_name] = vals[name]
+            spikes[name] = vals[name]
         for i in node.inputs:
             if last_use[i] == name:
                 vals.pop(i, None)

@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from goose_neuro.errors import ExportError
+from goose_neuro.errors import ConfigError, ExportError
+from goose_neuro.fixed_point import NEURONS, NeuronFormat
 
 IR_FORMAT = "goose-neuro-ir"
-IR_VERSION = 1
+IR_VERSION = 2  # 2: LIF nodes have no spike_name (a population is named by its node)
 INPUT_KINDS = ("spike", "graded", "dense")
 SPIKE_MODES = ("ternary", "binary")
 
@@ -125,30 +126,66 @@ class ShiftMix(Node):
 class LIF(Node):
     """Leaky integrate-and-fire population emitting UNIT spikes (amplitude folded downstream).
 
+    ``neuron='subtract'`` (state: membrane (B, n))::
+
         mem = beta * mem + x
         ternary: s = [mem > th] - [mem < -th]   in {-1, 0, 1}
         binary:  s = [mem > th]                 in {0, 1}
         mem = mem - s * th                      (subtract reset)
 
-    ``state``: membrane (B, n), init 0. ``spike_name``: the name of these spikes in
-    ``ASNNGoose.run(collect=True).spikes`` (so activity profiles map onto nodes).
+    ``neuron='ternary_lif'`` (lava-nc TernaryLIF; state (B, 2n) = [v, u]; ``beta``, ``beta_u``
+    hold one value per population, repeated per channel)::
+
+        u = beta_u * u + x;  m = beta * v + u;  s = [m > th] - [m < -th];  v = m * (1 - |s|)
+
+    ``fixed``: empty for float neurons, else the fields of a
+    :class:`goose_neuro.fixed_point.NeuronFormat`: the integer neuron of that module runs instead
+    (inputs rounded to mantissas, 12-bit decays, 24-bit state) and the state holds integers.
+
+    ``state``: the neuron state, (B, n) or (B, 2n), init 0, named ``<node>.mem``. The node's name is
+    the population's one name: the key of its spikes in ``ASNNGoose.run(collect=True).spikes``, in
+    activity profiles and in energy reports.
     """
 
     beta: np.ndarray = None  # (n,) in (0, 1)
     threshold: np.ndarray = None  # (n,) > 0, the effective |threshold| + 1e-4
     mode: str = "ternary"
     state: str = ""
-    spike_name: str = ""
+    neuron: str = "subtract"
+    beta_u: np.ndarray = None  # (n,) in [0, 1), ternary_lif only
+    fixed: dict = field(default_factory=dict)
     state_fields: ClassVar[tuple[str, ...]] = ("state",)
 
     def __post_init__(self) -> None:
         if self.mode not in SPIKE_MODES:
             raise ExportError(f"LIF.mode={self.mode!r}: must be one of {SPIKE_MODES}")
+        if self.neuron not in NEURONS:
+            raise ExportError(f"LIF.neuron={self.neuron!r}: must be one of {NEURONS}")
         _vec(self, "beta")
         _vec(self, "threshold", len(self.beta), positive=True)
+        if self.neuron == "ternary_lif":
+            _vec(self, "beta_u", len(self.beta))
+            if self.mode != "ternary":
+                raise ExportError("LIF: neuron 'ternary_lif' emits ternary spikes only")
+        if self.fixed:
+            try:
+                fmt = NeuronFormat(**self.fixed)
+            except (TypeError, ConfigError) as e:
+                raise ExportError(f"LIF.fixed: not a neuron format ({e})") from None
+            if fmt.neuron != self.neuron:
+                raise ExportError(f"LIF.fixed is for {fmt.neuron!r} neurons, the node is {self.neuron!r}")
+
+    @property
+    def n(self) -> int:
+        return len(self.beta)
+
+    @property
+    def format(self):
+        """The integer neuron format (``NeuronFormat``), or None for float neurons."""
+        return NeuronFormat(**self.fixed) if self.fixed else None
 
     def states(self) -> dict[str, int]:
-        return {self.state: len(self.beta)}
+        return {self.state: (2 if self.neuron == "ternary_lif" else 1) * len(self.beta)}
 
 
 @dataclass(eq=False)

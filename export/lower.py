@@ -37,10 +37,11 @@ from goose_neuro.export.ir import (
     LIF, WKV, Add, Dense, Embedding, Graph, LayerNorm, Mul, Node, Output, ReLUSquare, Scale,
     ShiftMix, Sigmoid, StateSpec, TernaryDense, TokenInput)
 from goose_neuro.model import WKV_P_INIT, ASNNGoose, Block, ChannelMix, TimeMix
-from goose_neuro.neurons import SpikeLIF
+from goose_neuro.neurons import SpikeLIF, TernaryLIFNeuron
 from goose_neuro.ternary import TernaryLinear
 
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"  # 2: one name per spiking population (membrane state "<node>.mem")
+_NEURONS = (SpikeLIF, TernaryLIFNeuron)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -76,12 +77,19 @@ class _Builder:
         return name
 
     # -- spiking population + its synapses --------------------------------------
-    def spikes(self, name: str, lif: SpikeLIF, src: str, state: str, spike_name: str) -> tuple[str, np.ndarray | None, str]:
-        """LIF node (if spiking). Returns (output node, amplitude to fold or None, input_kind)."""
+    def spikes(self, name: str, lif: SpikeLIF | TernaryLIFNeuron, src: str) -> tuple[str, np.ndarray | None, str]:
+        """LIF node ``name`` (if spiking), state ``name.mem``.
+        Returns (output node, amplitude to fold or None, input_kind)."""
         if lif.mode == "none":
             return src, None, "dense"
-        out = self.add(name, LIF(inputs=(src,), beta=_np(lif.beta), threshold=_np(lif.th), mode=lif.mode,
-                                 state=state, spike_name=spike_name))
+        n = lif.n
+        extra = {}
+        if lif.kind == "ternary_lif":  # one decay pair per population, repeated per channel
+            extra["beta_u"] = np.repeat(_np(lif.beta_u), n)
+        fmt = lif.fixed_format
+        out = self.add(name, LIF(inputs=(src,), beta=np.broadcast_to(_np(lif.beta), (n,)).copy(),
+                                 threshold=_np(lif.th), mode=lif.mode, state=name + ".mem",
+                                 neuron=lif.kind, fixed=fmt.to_dict() if fmt is not None else {}, **extra))
         amp = _np(lif.amplitude)  # (1,) shared or (n,) per channel
         if amp.shape[0] == 1:
             return out, amp, "spike"
@@ -106,11 +114,11 @@ class _Builder:
 
     # -- blocks ----------------------------------------------------------------------
     def time_mix(self, p: str, tm: TimeMix, src: str) -> str:
-        _expect_children(tm, p + "tm", {"lif_in": SpikeLIF, "key": TernaryLinear, "value": TernaryLinear,
-                                         "receptance": TernaryLinear, "lif_out": SpikeLIF, "output": TernaryLinear})
+        _expect_children(tm, p + "tm", {"lif_in": _NEURONS, "key": TernaryLinear, "value": TernaryLinear,
+                                         "receptance": TernaryLinear, "lif_out": _NEURONS, "output": TernaryLinear})
         q = p + "tm."
         x = self.add(q + "shift", ShiftMix(inputs=(src,), mu=_np(tm.mu), state=p + "tm_shift"))
-        s, amp, kind = self.spikes(q + "lif_in", tm.lif_in, x, p + "tm_mem_in", p + "tm_in")
+        s, amp, kind = self.spikes(q + "lif_in", tm.lif_in, x)
         k = self.synapse(q + "key", tm.key, s, amp, kind)  # (B, C)
         v = self.synapse(q + "value", tm.value, s, amp, kind)
         r = self.synapse(q + "receptance", tm.receptance, s, amp, kind)
@@ -118,18 +126,18 @@ class _Builder:
         w = self.add(q + "wkv", WKV(inputs=(k, v), time_decay=_np(tm.time_decay), time_first=_np(tm.time_first),
                                     state_a=p + "wkv_a", state_b=p + "wkv_b", state_p=p + "wkv_p"))
         y = self.add(q + "rwkv", Mul(inputs=(r, w)))
-        s2, amp2, kind2 = self.spikes(q + "lif_out", tm.lif_out, y, p + "tm_mem_out", p + "tm_out")
+        s2, amp2, kind2 = self.spikes(q + "lif_out", tm.lif_out, y)
         return self.synapse(q + "output", tm.output, s2, amp2, kind2)
 
     def channel_mix(self, p: str, cm: ChannelMix, src: str) -> str:
-        _expect_children(cm, p + "cm", {"lif_in": SpikeLIF, "key": TernaryLinear, "lif_hid": SpikeLIF,
+        _expect_children(cm, p + "cm", {"lif_in": _NEURONS, "key": TernaryLinear, "lif_hid": _NEURONS,
                                          "value": TernaryLinear, "receptance": TernaryLinear})
         q = p + "cm."
         x = self.add(q + "shift", ShiftMix(inputs=(src,), mu=_np(cm.mu), state=p + "cm_shift"))
-        s, amp, kind = self.spikes(q + "lif_in", cm.lif_in, x, p + "cm_mem_in", p + "cm_in")
+        s, amp, kind = self.spikes(q + "lif_in", cm.lif_in, x)
         k = self.synapse(q + "key", cm.key, s, amp, kind)  # (B, F)
         k = self.add(q + "relu2", ReLUSquare(inputs=(k,)))
-        h, amp_h, kind_h = self.spikes(q + "lif_hid", cm.lif_hid, k, p + "cm_mem_hid", p + "cm_hid")
+        h, amp_h, kind_h = self.spikes(q + "lif_hid", cm.lif_hid, k)
         v = self.synapse(q + "value", cm.value, h, amp_h, kind_h)  # (B, C)
         r = self.synapse(q + "receptance", cm.receptance, s, amp, kind)
         r = self.add(q + "r_sig", Sigmoid(inputs=(r,)))

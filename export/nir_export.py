@@ -14,6 +14,11 @@ ternary threshold th) and the ternary synapses it feeds:
 * NIR LIFs are binary with reset to ``v_reset``: a ternary population becomes an ON/OFF pair (the
   Loihi 1 mapping), and the student's subtract reset becomes reset to zero. Both are stated in
   the metadata; edges into one node are summed, so ``s = on - off`` reaches each projection.
+* A ``ternary_lif`` population (current ``u = beta_u u + x``, voltage ``v = beta v + u``, reset to
+  zero) becomes ON/OFF ``CubaLIF`` pairs: ``tau_syn = dt / (1 - beta_u)``, ``w_in = tau_syn / dt``
+  and ``tau_mem = dt / (1 - beta)``, ``r = tau_mem / dt``; its reset to zero is NIR's own.
+* Fixed-point neurons (``LIF.fixed``) are written as their float equivalents (NIR has no integer
+  arithmetic); the metadata says so.
 * ``W`` is the IR's folded float matrix ``scale_pos * P - scale_neg * N`` (amplitude included).
 * The spiking part has no synaptic recurrence (the recurrences are the LIF membranes and the host's
   WKV and token shift), so the graph has no cycles; ``nir`` would accept them.
@@ -41,11 +46,29 @@ def _population_nodes(name: str, lif, dt: float) -> dict[str, Any]:
     n = len(lif.beta)
     beta = np.asarray(lif.beta, dtype=np.float64)
     tau = dt / (1.0 - beta)
-    params = dict(tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=np.asarray(lif.threshold, np.float64),
+    params = dict(r=tau / dt, v_leak=np.zeros(n), v_threshold=np.asarray(lif.threshold, np.float64),
                   v_reset=np.zeros(n))
+    if lif.neuron == "ternary_lif":
+        tau_syn = dt / (1.0 - np.asarray(lif.beta_u, dtype=np.float64))
+        make = lambda: nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau, w_in=tau_syn / dt, **params)  # noqa: E731
+    else:
+        make = lambda: nir.LIF(tau=tau, **params)  # noqa: E731
     return {f"{name}.input": nir.Input(input_type={"input": np.array([n])}),
-            f"{name}.on": nir.LIF(**params), f"{name}.neg": nir.Scale(scale=-np.ones(n)),
-            f"{name}.off": nir.LIF(**params)}
+            f"{name}.on": make(), f"{name}.neg": nir.Scale(scale=-np.ones(n)), f"{name}.off": make()}
+
+
+def _approximations(lifs: dict) -> list[str]:
+    """What the NIR graph does not reproduce exactly, for the populations it holds."""
+    kinds = {lif.neuron for lif in lifs.values()}
+    out = ["ternary spikes as ON/OFF pairs of binary LIF populations (s = on - off)"]
+    if "subtract" in kinds:
+        out.append("subtract reset of the student mapped to NIR's reset to v_reset = 0")
+    if "ternary_lif" in kinds:
+        out.append("ternary_lif populations as ON/OFF CubaLIF pairs: each resets to zero on its own spikes "
+                   "only, where the student's one voltage resets on either")
+    if any(lif.fixed for lif in lifs.values()):
+        out.append("fixed-point neurons written as their float equivalents (NIR has no integer arithmetic)")
+    return out
 
 
 def build_nir(graph, dt: float = DT):
@@ -76,8 +99,7 @@ def build_nir(graph, dt: float = DT):
             if n not in mapped and node.type not in ("TokenInput", "Output")]
     meta = {"format": "goose-neuro-nir", "format_version": 1, "dt": dt, "time_unit": "s (one token per dt)",
             "discretisation": "forward Euler: tau = dt/(1-beta), r = tau/dt, v_leak = 0",
-            "approximations": ["ternary spikes as ON/OFF pairs of binary LIF populations (s = on - off)",
-                               "subtract reset of the student mapped to NIR's reset to v_reset = 0"],
+            "approximations": _approximations(lifs),
             "recurrence": "none between populations in the spiking part (membranes only); WKV and token "
                           "shift recurrences are host-side ops",
             "not_expressible_in_nir": host,

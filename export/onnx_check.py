@@ -22,28 +22,13 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from goose_neuro.errors import DataError, ExportError
-from goose_neuro.export.ort_runner import OrtStep, load_tokenizer
-
-
-def read_text(path: str | os.PathLike) -> str:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"text file {p} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"text file {p} is a directory") from None
-    except UnicodeDecodeError:
-        raise DataError(f"text file {p} is not UTF-8 text") from None
-    if not text.strip():
-        raise DataError(f"text file {p} is empty")
-    return text
+from goose_neuro.errors import ExportError
+from goose_neuro.export.ort_runner import OrtStep
+from goose_neuro.tokenizer import encode_file, load_tokenizer
 
 
 def perplexity(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -97,13 +82,8 @@ def check_onnx(onnx_dir: str | os.PathLike, checkpoint: str | os.PathLike, text_
     model.freeze_ternary()
     if step.side.get("model_config") != info["config"].to_dict():
         raise ExportError(f"{onnx_dir} was exported from a different model config than checkpoint {checkpoint}")
-    tok_dir = onnx_dir if (Path(onnx_dir) / "tokenizer.json").is_file() else checkpoint
-    tok = load_tokenizer(tok_dir, model.cfg.vocab_size)
-    ids = tok.encode(read_text(text_file))[: max_eval_tokens + 1]
-    if len(ids) < 2:
-        raise DataError(f"{text_file}: fewer than 2 tokens, nothing to predict")
-    if max(ids) >= model.cfg.vocab_size:
-        raise DataError(f"{text_file}: token id {max(ids)} outside the model's vocabulary {model.cfg.vocab_size}")
+    tok = load_tokenizer(checkpoint, model.cfg.vocab_size, reference=info["tokenizer"])
+    ids = encode_file(text_file, tok, model.cfg.vocab_size, max_tokens=max_eval_tokens + 1, min_tokens=2)
     x, y = np.asarray(ids[:-1]), np.asarray(ids[1:])
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)[None])[0][0].float().numpy()  # (T, V)

@@ -141,17 +141,87 @@ class _OnnxBuilder:
         return self.op("Add", [a, b], name)
 
     def _LIF(self, name, node, ins):
-        """mem = beta*mem + x; s = [mem>th] - [mem<-th]; mem -= s*th. Returns float unit spikes."""
-        beta, th = self.f32(node.beta), self.f32(node.threshold)
-        mem = self.op("Add", [self.op("Mul", [self.io(node.state), self.const(name + ".beta", beta)], name), ins[0]], name)
-        th_c = self.const(name + ".th", th)
-        s = self.op("Cast", [self.op("Greater", [mem, th_c], name)], name, to=1)
-        if node.mode == "ternary":
-            neg = self.op("Cast", [self.op("Less", [mem, self.const(name + ".-th", -th)], name)], name, to=1)
-            s = self.op("Sub", [s, neg], name)
-        self.state_out[node.state] = self.op("Sub", [mem, self.op("Mul", [s, th_c], name)], name)
+        """The population's update (see ir.LIF) on (B, n) rows. Returns float unit spikes."""
+        if node.fixed:
+            s = self._lif_fixed(name, node, ins[0])
+        elif node.neuron == "ternary_lif":
+            s = self._lif_ternary(name, node, ins[0])
+        else:  # mem = beta*mem + x; s = [mem>th] - [mem<-th]; mem -= s*th
+            beta, th = self.f32(node.beta), self.f32(node.threshold)
+            mem = self.op("Add", [self.op("Mul", [self.io(node.state), self.const(name + ".beta", beta)], name), ins[0]],
+                          name)
+            th_c = self.const(name + ".th", th)
+            s = self._spikes(name, node, mem, th_c, self.const(name + ".-th", -th))
+            self.state_out[node.state] = self.op("Sub", [mem, self.op("Mul", [s, th_c], name)], name)
         self.spike_mode[s] = node.mode
         return s
+
+    def _spikes(self, name, node, m, th, neg_th, to=1):
+        """[m > th] - [m < -th] (ternary) or [m > th], as a float tensor (to: ONNX dtype)."""
+        s = self.op("Cast", [self.op("Greater", [m, th], name)], name, to=to)
+        if node.mode == "ternary":
+            s = self.op("Sub", [s, self.op("Cast", [self.op("Less", [m, neg_th], name)], name, to=to)], name)
+        return s
+
+    def _split_state(self, name, node):
+        """TernaryLIF state (B, 2n) -> (v, u)."""
+        n = node.n
+        return self.op_n("Split", [self.io(node.state), self.const(name + ".split", np.array([n, n], np.int64))],
+                         name, 2, axis=1)
+
+    def _lif_ternary(self, name, node, x):
+        """u = beta_u*u + x; m = beta*v + u; s = [m>th] - [m<-th]; v = m*(1-|s|); state [v, u]."""
+        v, u = self._split_state(name, node)
+        u = self.op("Add", [self.op("Mul", [u, self.const(name + ".beta_u", self.f32(node.beta_u))], name), x], name)
+        m = self.op("Add", [self.op("Mul", [v, self.const(name + ".beta", self.f32(node.beta))], name), u], name)
+        th = self.f32(node.threshold)
+        s = self._spikes(name, node, m, self.const(name + ".th", th), self.const(name + ".-th", -th))
+        keep = self.op("Sub", [self.const(name + ".one", np.ones(1, np.float32)), self.op("Abs", [s], name)], name)
+        self.state_out[node.state] = self.op("Concat", [self.op("Mul", [m, keep], name), u], name, axis=1)
+        return s
+
+    def _trunc_decay(self, name, v, keep, bits: int):
+        """sign(v*keep) * floor(|v*keep| / 2^bits), in float64 (exact: |v*keep| < 2^36)."""
+        d = self.op("Mul", [v, keep], name)
+        q = self.op("Floor", [self.op("Div", [self.op("Abs", [d], name),
+                                              self.const(name + ".2^D", np.array(2.0 ** bits))], name)], name)
+        return self.op("Mul", [self.op("Sign", [d], name), q], name)
+
+    def _lif_fixed(self, name, node, x):
+        """The integer neuron of goose_neuro.fixed_point, in float64 (integers are exact there);
+        the state holds the integer compartments. Returns float32 unit spikes."""
+        f = node.format
+        unit, d64 = 1 << f.decay_bits, lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+        c = lambda k, a: self.const(f"{name}.{k}", d64(a))  # noqa: E731
+        gain = float(f.vth) / d64(node.threshold)
+        keep_v = unit - np.clip(unit - np.round(unit * d64(node.beta)), 0, unit - 1)
+        xm = self.op("Clip", [self.op("Round", [self.op("Mul", [self.op("Cast", [x], name, to=11), c("gain", gain)],
+                                                         name)], name), c("-lim", -f.x_limit), c("lim", f.x_limit)], name)
+        xs = self.op("Mul", [xm, c("2^S", 2.0 ** f.shift)], name)  # x_mant << S
+        vt = float(f.vth << f.shift)
+        if node.neuron == "ternary_lif":
+            v, u = (self.op("Cast", [t], name, to=11) for t in self._split_state(name, node))
+            keep_u = unit - 1 - np.clip(unit - 1 - np.round(unit * d64(node.beta_u)), 0, unit - 1)
+            d = self.op("Add", [self._trunc_decay(name, u, c("keep_u", keep_u), f.decay_bits), xs], name)
+            half = float(1 << (f.state_bits - 1))
+            up = self.op("Sub", [d, c("2^B", 2 * half)], name)
+            dn = self.op("Add", [d, c("2^B+", 2 * half)], name)
+            u = self.op("Where", [self.op("Greater", [d, c("half", half)], name), up,
+                                  self.op("Where", [self.op("LessOrEqual", [d, c("-half", -half)], name), dn, d], name)],
+                        name)  # lava wraps the current to 24 bits
+            m = self.op("Clip", [self.op("Add", [self._trunc_decay(name, v, c("keep_v", keep_v), f.decay_bits), u],
+                                         name), c("-vmax", -f.v_max), c("vmax", f.v_max)], name)
+            s = self._spikes(name, node, m, c("vt", vt), c("-vt", -vt), to=11)
+            keep = self.op("Sub", [c("one", 1.0), self.op("Abs", [s], name)], name)
+            new = self.op("Concat", [self.op("Mul", [m, keep], name), u], name, axis=1)
+        else:
+            v = self.op("Cast", [self.io(node.state)], name, to=11)
+            m = self.op("Clip", [self.op("Add", [self._trunc_decay(name, v, c("keep_v", keep_v), f.decay_bits), xs],
+                                         name), c("-vmax", -f.v_max), c("vmax", f.v_max)], name)
+            s = self._spikes(name, node, m, c("vt", vt), c("-vt", -vt), to=11)
+            new = self.op("Sub", [m, self.op("Mul", [s, c("vt*", vt)], name)], name)
+        self.state_out[node.state] = self.op("Cast", [new], name, to=1)
+        return self.op("Cast", [s], name, to=1)
 
     def _Scale(self, name, node, ins):
         return self.op("Mul", [ins[0], self.const(name + ".scale", self.f32(node.scale))], name)

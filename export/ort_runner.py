@@ -2,8 +2,10 @@
 
 Example::
 
+    from goose_neuro.tokenizer import load_tokenizer
+
     step = OrtStep("OUT/")                   # checks model.onnx against model.json
-    tok = load_tokenizer("OUT/")
+    tok = load_tokenizer("OUT/", step.vocab)
     ids = generate(step, tok.encode("Once upon"), 20, temperature=0.0)   # greedy
     print(tok.decode(ids))
 
@@ -133,43 +135,6 @@ class OrtStep:
             lg, state = self.step(tokens[:, t], state)
             out.append(lg)
         return np.stack(out, 1), state
-
-
-class ByteTokenizer:
-    """Fallback when an export has no tokenizer.json: UTF-8 bytes are the token ids 0..255."""
-
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return bytes(int(i) for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
-
-
-class _HFTokenizer:
-    def __init__(self, tok) -> None:
-        self.tok = tok
-
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
-
-
-def load_tokenizer(directory: str | os.PathLike, vocab_size: int | None = None):
-    """``tokenizer.json`` in ``directory`` (via the ``tokenizers`` library), else the byte fallback
-    (allowed only when the vocabulary has at least 256 ids)."""
-    p = Path(directory) / "tokenizer.json"
-    if p.is_file():
-        from tokenizers import Tokenizer
-
-        try:
-            return _HFTokenizer(Tokenizer.from_file(str(p)))
-        except Exception as e:  # tokenizers raises plain Exception subclasses
-            raise DataError(f"{p}: not a readable tokenizer ({' '.join(str(e).split())[:160]})") from None
-    if vocab_size is not None and vocab_size < 256:
-        raise DataError(f"{directory}: no tokenizer.json and vocabulary {vocab_size} < 256 for the byte fallback")
-    return ByteTokenizer()
 
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from goose_neuro.errors import ConfigError
+from goose_neuro.fixed_point import NEURONS
 
 SPIKE_MODES = ("ternary", "binary", "none")
 SURROGATES = ("atan", "fast_sigmoid", "sigmoid")
@@ -43,6 +44,13 @@ class ModelConfig:
         dense, so it stays a MAC layer either way).
     tie_embeddings: share embedding and head weights (not with a quantized head).
     layer_norm_eps: LayerNorm epsilon.
+    neuron: ``subtract`` (per-channel decay, subtract reset; the default) or ``ternary_lif``
+        (lava-nc's TernaryLIF: current and voltage compartments, one decay each per population,
+        reset to zero; Lava's own process model can then check a Loihi 2 package).
+    fixed_point: run every population with its integer neuron (train and infer with the
+        arithmetic of the Loihi package; see :mod:`goose_neuro.fixed_point`).
+    frac_bits: threshold mantissa bits of the integer neuron (``vth = 2^frac_bits``; the input
+        step is threshold / 2^frac_bits). Used by ``fixed_point`` and recorded for export.
     """
 
     vocab_size: int = 4096
@@ -60,6 +68,9 @@ class ModelConfig:
     quantize_head: bool = False
     tie_embeddings: bool = False
     layer_norm_eps: float = 1e-5
+    neuron: str = "subtract"
+    fixed_point: bool = False
+    frac_bits: int = 11
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -87,6 +98,16 @@ class ModelConfig:
             raise bad("ttq_threshold", "must be in [0, 1)")
         if not isinstance(self.ttq_deadzone_lambda, (int, float)) or self.ttq_deadzone_lambda < 0:
             raise bad("ttq_deadzone_lambda", "must be >= 0")
+        if self.neuron not in NEURONS:
+            raise bad("neuron", f"must be one of {NEURONS}")
+        if self.neuron == "ternary_lif" and self.spike_mode == "binary":
+            raise bad("neuron", "ternary_lif emits ternary spikes: use spike_mode ternary or none")
+        if not isinstance(self.frac_bits, int) or isinstance(self.frac_bits, bool) or not 1 <= self.frac_bits <= 16:
+            raise bad("frac_bits", "must be an integer in [1, 16] (a 17-bit threshold mantissa)")
+        if not isinstance(self.fixed_point, bool):
+            raise bad("fixed_point", "must be true or false")
+        if self.fixed_point and self.spike_mode != "ternary":
+            raise bad("fixed_point", "fixed-point neurons exist for spike_mode ternary only")
         for name in ("quantize_head", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be true or false")

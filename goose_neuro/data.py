@@ -1,9 +1,9 @@
 """Training text: reading, tokenizing once (cached), windows and splits.
 
-Sources: a text file, a directory (every non-hidden regular file under it, in
-sorted order), or, when the ``datasets`` package is installed, a Hugging Face
-dataset name written ``hf:NAME[:CONFIG]`` (its ``train`` split, ``text`` column).
-Documents are joined with the tokenizer's end-of-text token.
+Sources (read by :func:`goose_neuro.text.read_texts`): a text file, a directory
+(every non-hidden regular file under it, in sorted order), or, when the ``datasets``
+package is installed, a Hugging Face dataset name written ``hf:NAME[:CONFIG]``.
+Each document is followed by the tokenizer's end-of-text token.
 
 Tokens are cached as safetensors under a key made of the tokenizer's full
 definition and the source bytes, so a changed file or tokenizer is retokenized.
@@ -17,7 +17,6 @@ state: a resumed run and a data-parallel run see exactly the same windows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,103 +28,50 @@ from torch import Tensor
 
 from goose_neuro.errors import DataError
 from goose_neuro.fileio import atomic_write_bytes
+from goose_neuro.text import read_texts  # noqa: F401  (re-exported: data sources are read here)
+from goose_neuro.tokenizer import as_tokenizer
 
 log = logging.getLogger(__name__)
 
-HF_PREFIX = "hf:"
-
 
 def default_cache_dir() -> Path:
+    """``$GOOSE_NEURO_CACHE``, else ``$GOOSE_CACHE``, else ``~/.cache/goose-neuro`` (``~`` expanded)."""
     env = os.environ.get("GOOSE_NEURO_CACHE") or os.environ.get("GOOSE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "goose-neuro"
-
-
-# -- reading ----------------------------------------------------------------------
-def _read_text_file(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise DataError(f"{path}: looks binary (contains NUL bytes); pass UTF-8 text files")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
-
-
-def _files_under(d: Path) -> list[Path]:
-    return sorted(p for p in d.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts))
-
-
-def _hf_texts(spec: str) -> list[tuple[str, str]]:
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        raise DataError(f"{spec}: Hugging Face dataset names need the `datasets` package (pip install datasets)") from None
-    from datasets import load_dataset
-
-    parts = spec[len(HF_PREFIX):].split(":")
-    try:
-        ds = load_dataset(parts[0], parts[1] if len(parts) > 1 else None, split="train")
-    except Exception as e:
-        raise DataError(f"cannot load dataset {parts[0]!r}: {type(e).__name__}: {e}") from None
-    if "text" not in ds.column_names:
-        raise DataError(f"dataset {parts[0]!r} has no 'text' column (columns: {ds.column_names})")
-    return [(spec, "\n".join(t for t in ds["text"] if t))]
-
-
-def read_texts(source: str | os.PathLike) -> list[tuple[str, str]]:
-    """Return ``[(name, text)]`` for a file, a directory or an ``hf:`` dataset name."""
-    s = str(source)
-    if s.startswith(HF_PREFIX):
-        docs = _hf_texts(s)
-    else:
-        p = Path(s)
-        if not p.exists():
-            raise DataError(f"data path {s} does not exist (pass a text file, a directory of text files, "
-                            f"or hf:DATASET with `datasets` installed)")
-        files = [p] if p.is_file() else _files_under(p)
-        if not files:
-            raise DataError(f"data directory {s} contains no files")
-        docs = [(str(f), _read_text_file(f)) for f in files]
-    docs = [(n, t) for n, t in docs if t.strip()]
-    if not docs:
-        raise DataError(f"data source {s} holds no text (empty files)")
-    return docs
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "goose-neuro"
 
 
 # -- tokenizing (cached) ---------------------------------------------------------
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """Hash of the tokenizer's full definition (vocabulary, merges, normalizer, specials)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    spec = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(spec.encode("utf-8")).hexdigest()[:16]
-
-
-def _tokenize_docs(docs: Sequence[tuple[str, str]], tokenizer: Any) -> Tensor:
-    eos = tokenizer.eos_token_id
+def tokenize_docs(docs: Sequence[tuple[str, str]], tokenizer: Any) -> Tensor:
+    """Token ids (N,) int32: each document's ids followed by the end-of-text id (when the tokenizer
+    has one)."""
+    tok = as_tokenizer(tokenizer)
+    eos = tok.eos_token_id
     ids: list[int] = []
     for _, text in docs:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids.extend(tok.encode(text))
         if eos is not None:
             ids.append(eos)
     return torch.tensor(ids, dtype=torch.int32)  # (N,)
 
 
 def tokenize_source(source: str | os.PathLike, tokenizer: Any, cache_dir: str | os.PathLike | None = None) -> Tensor:
-    """Token ids (N,) int64 of a source, read from / written to the cache."""
+    """Token ids (N,) int64 of a source, read from / written to the cache. ``tokenizer``: one of
+    :mod:`goose_neuro.tokenizer` or a transformers tokenizer (a teacher's)."""
     from safetensors.torch import load_file, save
 
+    tok = as_tokenizer(tokenizer)
     docs = read_texts(source)
-    h = hashlib.sha256(tokenizer_fingerprint(tokenizer).encode())
+    h = hashlib.sha256(tok.fingerprint().encode())
     for name, text in docs:
         h.update(b"\x00" + text.encode("utf-8"))
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path = cache / "tokens" / f"{h.hexdigest()[:24]}.safetensors"
     if path.is_file():
         try:
             return load_file(str(path))["ids"].long()
         except Exception:  # a damaged cache entry is simply rebuilt
             log.warning("token cache %s unreadable; retokenizing", path)
-    ids = _tokenize_docs(docs, tokenizer)
+    ids = tokenize_docs(docs, tok)
     if ids.numel() < 2:
         raise DataError(f"data source {source} tokenizes to {ids.numel()} token(s); need more text")
     try:

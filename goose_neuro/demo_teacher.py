@@ -23,7 +23,7 @@ It is a *demo teacher*: a toy that makes the pipeline's numbers mean something
 offline. It is labelled as such in its card and in everything printed about it.
 For real work pass ``--teacher gpt2 --data <dataset>``.
 
-Run alone: ``python -m goose_neuro.demo_teacher [--dir DIR] [--budget S] [--force]``.
+Run alone: ``python -m goose_neuro.cli.demo_teacher [--dir DIR] [--budget S] [--force]``.
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from goose_neuro.data import default_cache_dir, tokenize_docs
 from goose_neuro.errors import TeacherError
 from goose_neuro.fileio import atomic_dir, atomic_write_json, atomic_write_text
-from goose_neuro.teacher import quiet_transformers
+from goose_neuro.schedules import cosine_lr
+from goose_neuro.teacher import EOT, gpt2_model, quiet_transformers, train_bpe
+from goose_neuro.training.evaluation import perplexity
 
 LABEL = "demo teacher"
 NAME = "goose-neuro demo teacher v1"
@@ -56,7 +59,6 @@ DIR_NAME = "demo-teacher-v1"
 CARD_FILE = "teacher_card.json"
 TRAIN_FILE = "train.txt"
 VAL_FILE = "val.txt"
-EOT = "<|endoftext|>"
 SKIP_DIRS = {"test", "tests", "idle_test"}  # test suites inside stdlib packages are code, not prose
 
 Log = Callable[[str], None]
@@ -93,28 +95,9 @@ class DemoTeacherSpec:
 
 
 # -- cache location ------------------------------------------------------------------
-def cache_root() -> Path:
-    """``$GOOSE_NEURO_CACHE``, else ``$GOOSE_CACHE`` (the token cache's variable), else ``~/.cache/goose-neuro``."""
-    env = os.environ.get("GOOSE_NEURO_CACHE") or os.environ.get("GOOSE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "goose-neuro"
-
-
 def default_dir() -> Path:
-    return cache_root() / DIR_NAME
-
-
-def pick_threads() -> int:
-    """CPU threads for torch: all cores on an idle machine, one when others are busy.
-
-    Measured on a 2-core machine under load: two torch threads competing with other
-    processes made a training step 10-20x slower than one thread did.
-    """
-    n = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # not available on this platform
-        return 1
-    return max(1, min(n, int(n - load + 0.5)))
+    """``DIR_NAME`` under the cache root (:func:`goose_neuro.data.default_cache_dir`)."""
+    return default_cache_dir() / DIR_NAME
 
 
 def _say(log: Log | None, msg: str) -> None:
@@ -200,42 +183,10 @@ def split_corpus(docs: Iterable[str], val_every: int = 20, max_chars: int | None
     return EOT.join(train), EOT.join(val), len(train) + len(val)
 
 
-# -- tokenizer ------------------------------------------------------------------------
-def train_tokenizer(text: str, vocab_size: int):
-    """A byte-level BPE (GPT-2 style) trained on ``text``, as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(text.split(EOT), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOT, eos_token=EOT, unk_token=EOT,
-                                   model_max_length=10**9)
-
-
-def encode(tokenizer, text: str) -> Tensor:
-    """Token ids (N,) long of ``text`` plus a final end-of-text, exactly as :mod:`goose_neuro.data`
-    tokenizes a file; the documents between separators are encoded as one (parallel) batch."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for part in tokenizer(text.split(EOT), add_special_tokens=False)["input_ids"]:
-        ids.extend(part)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)  # (N,)
-
-
-# -- model ----------------------------------------------------------------------------
+# -- tokenizer and model (the project's builders) -------------------------------------
 def make_model(spec: DemoTeacherSpec, vocab_size: int, eos_id: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(spec.seed)
-    cfg = GPT2Config(vocab_size=vocab_size, n_positions=spec.n_positions, n_embd=spec.n_embd,
-                     n_layer=spec.n_layer, n_head=spec.n_head, bos_token_id=eos_id, eos_token_id=eos_id,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, loss_type="ForCausalLM")
-    return GPT2LMHeadModel(cfg)
+    return gpt2_model(vocab_size, eos_id, spec.n_layer, spec.n_embd, spec.n_head, spec.n_positions, spec.seed,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, loss_type="ForCausalLM")
 
 
 def windows(ids: Tensor, T: int, k: int | None = None) -> Tensor:
@@ -246,19 +197,11 @@ def windows(ids: Tensor, T: int, k: int | None = None) -> Tensor:
     return ids[: n * T].view(n, T)  # (n, T)
 
 
-@torch.no_grad()
-def perplexity(model, ids: Tensor, T: int, k: int, batch: int = 16) -> float:
-    """Token-level perplexity over the first ``k`` non-overlapping windows of length ``T``."""
+def lm_perplexity(model, ids: Tensor, T: int, k: int, batch: int = 16) -> float:
+    """Token-level perplexity over the first ``k`` non-overlapping windows of ``T`` tokens (T - 1
+    predictions each), by :func:`goose_neuro.training.evaluation.perplexity`."""
     model.eval()
-    w = windows(ids, T, k)  # (n, T)
-    tot, n = 0.0, 0
-    for i in range(0, w.shape[0], batch):
-        x = w[i:i + batch]  # (b, T)
-        logits = model(input_ids=x).logits[:, :-1].float()  # (b, T-1, V)
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
-                                                reduction="sum")
-        tot, n = tot + nll.item(), n + x[:, 1:].numel()
-    return math.exp(tot / max(1, n))
+    return perplexity(lambda x: model(input_ids=x).logits.float(), windows(ids, T, k), batch)[0]
 
 
 def unigram_perplexity(train_ids: Tensor, val_ids: Tensor, T: int, k: int, vocab: int) -> float:
@@ -267,13 +210,6 @@ def unigram_perplexity(train_ids: Tensor, val_ids: Tensor, T: int, k: int, vocab
     logp = (counts / counts.sum()).log()
     tgt = windows(val_ids, T, k)[:, 1:].reshape(-1)
     return math.exp(-logp[tgt].mean().item())
-
-
-def _lr(step: int, total: int, spec: DemoTeacherSpec) -> float:
-    if step < spec.warmup:
-        return spec.lr * (step + 1) / spec.warmup
-    frac = (step - spec.warmup) / max(1, total - spec.warmup)
-    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
 def train_lm(model, train_ids: Tensor, spec: DemoTeacherSpec, log: Log | None = None) -> dict:
@@ -292,7 +228,7 @@ def train_lm(model, train_ids: Tensor, spec: DemoTeacherSpec, log: Log | None = 
         starts = torch.randint(0, train_ids.numel() - T, (B,), generator=g)  # (B,)
         x = train_ids[starts[:, None] + torch.arange(T)[None, :]]  # (B, T)
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, total, spec)
+            grp["lr"] = spec.lr * cosine_lr(step, total, spec.warmup, min_frac=0.1)
         loss = model(input_ids=x, labels=x).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -384,16 +320,17 @@ def build_demo_teacher(directory: str | os.PathLike | None = None, spec: DemoTea
     train, val, n_docs = split_corpus(iter_docstrings(files), spec.val_every, spec.max_chars)
     _say(log, f"corpus: {n_docs} docstrings from {len(files)} standard-library files "
               f"({len(train):,} train / {len(val):,} val chars)")
-    tok = train_tokenizer(train, spec.vocab_size)
-    train_ids, val_ids = encode(tok, train), encode(tok, val)  # (N,), (M,)
+    tok = train_bpe(train.split(EOT), spec.vocab_size)
+    # tokenized as goose_neuro.data tokenizes the saved files (one end-of-text after each document)
+    train_ids, val_ids = (tokenize_docs([(f, t)], tok).long() for f, t in ((TRAIN_FILE, train), (VAL_FILE, val)))
     vocab = len(tok)
     _say(log, f"tokenizer: byte-level BPE, {vocab} tokens; {train_ids.numel():,} train / "
               f"{val_ids.numel():,} val tokens")
     model = make_model(spec, vocab, tok.eos_token_id)
     T, k = spec.n_positions, spec.eval_windows
-    ppl_random = perplexity(model, val_ids, T, k)
+    ppl_random = lm_perplexity(model, val_ids, T, k)
     stats = train_lm(model, train_ids, spec, log)
-    ppl = {"val_trained": round(perplexity(model, val_ids, T, k), 2), "val_random_init": round(ppl_random, 2),
+    ppl = {"val_trained": round(lm_perplexity(model, val_ids, T, k), 2), "val_random_init": round(ppl_random, 2),
            "val_unigram": round(unigram_perplexity(train_ids, val_ids, T, k, vocab), 2)}
     _say(log, f"validation perplexity: trained {ppl['val_trained']:.1f}, unigram {ppl['val_unigram']:.1f}, "
               f"same network untrained {ppl['val_random_init']:.1f}")
@@ -424,28 +361,3 @@ def ensure_demo_teacher(directory: str | os.PathLike | None = None, spec: DemoTe
         _say(log, f"{d} is incomplete or from another version; rebuilding")
     _say(log, f"building {NAME} (once; about 90 s on 2 CPU cores)")
     return build_demo_teacher(d, spec, log)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m goose_neuro.demo_teacher``: build (or show) the cached demo teacher."""
-    from goose_neuro.cli import make_parser, run_cli
-
-    def body(args_: Sequence[str] | None) -> int:
-        ap = make_parser("python -m goose_neuro.demo_teacher", f"Build the cached {LABEL} (GPT-2 trained on "
-                                                                 "standard-library docstrings).")
-        ap.add_argument("--dir", default=None, help=f"cache directory (default {default_dir()})")
-        ap.add_argument("--budget", type=float, default=DemoTeacherSpec.budget_s, help="training seconds")
-        ap.add_argument("--force", action="store_true", help="rebuild even if a valid one is cached")
-        ap.add_argument("--threads", type=int, default=None, help="torch threads (default: by machine load)")
-        a = ap.parse_args(args_)
-        spec = DemoTeacherSpec(budget_s=a.budget)
-        torch.set_num_threads(a.threads or pick_threads())
-        d = ensure_demo_teacher(a.dir, spec, force=a.force, log=lambda m: print(m, flush=True))
-        print(d)
-        return 0
-
-    return run_cli("demo_teacher", body, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -65,7 +65,7 @@ def _check(model, prompts: Sequence[Sequence[int]], n_new: int, temperature: flo
     V = model.cfg.vocab_size
     for i, p in enumerate(prompts):
         if len(p) == 0:
-            raise DataError(f"prompt {i + 1} is empty (need at least one token)")
+            raise DataError(f"prompt is empty (prompt {i + 1}; need at least one token)")
         bad = [t for t in p if not 0 <= int(t) < V]
         if bad:
             raise DataError(f"prompt {i + 1}: token id {bad[0]} outside the model's vocabulary [0, {V})")

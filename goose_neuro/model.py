@@ -35,7 +35,10 @@ from torch import Tensor, nn
 
 from goose_neuro.config import ModelConfig
 from goose_neuro.errors import ConfigError
-from goose_neuro.neurons import SpikeLIF
+from goose_neuro.fixed_point import NeuronFormat, neuron_format
+from goose_neuro.neurons import NEURON_CLASSES, SpikeLIF, TernaryLIFNeuron
+
+Neuron = SpikeLIF | TernaryLIFNeuron
 from goose_neuro.ternary import TernaryLinear
 
 State = dict[str, Tensor]
@@ -172,8 +175,8 @@ def _shift(x: Tensor, prev: Tensor) -> Tensor:
     return torch.cat([prev[:, None], x[:, :-1]], dim=1)
 
 
-def _lif(cfg: ModelConfig, n: int) -> SpikeLIF:
-    return SpikeLIF(
+def _lif(cfg: ModelConfig, n: int) -> Neuron:
+    lif = NEURON_CLASSES[cfg.neuron](
         n,
         mode=cfg.spike_mode,
         surrogate_name=cfg.surrogate,
@@ -182,6 +185,9 @@ def _lif(cfg: ModelConfig, n: int) -> SpikeLIF:
         beta_init=cfg.beta_init,
         amplitude_mode=cfg.amplitude_mode,
     )
+    if cfg.fixed_point:
+        lif.set_fixed_point(neuron_format(cfg.neuron, cfg.frac_bits))
+    return lif
 
 
 def _tlin(cfg: ModelConfig, d_in: int, d_out: int) -> TernaryLinear:
@@ -208,7 +214,7 @@ class TimeMix(nn.Module):
         new: State = {}
         xm = x * self.mu + _shift(x, st[pre + "tm_shift"]) * (1 - self.mu)  # (B, T, C)
         new[pre + "tm_shift"] = x[:, -1]
-        h, s_in, new[pre + "tm_mem_in"] = self.lif_in(xm, st[pre + "tm_mem_in"])
+        h, s_in, new[pre + "tm.lif_in.mem"] = self.lif_in(xm, st[pre + "tm.lif_in.mem"])
         k, v = self.key(h), self.value(h)  # (B, T, C)
         r = torch.sigmoid(self.receptance(h))
         wdt = torch.promote_types(k.dtype, torch.float32)  # at least fp32, never downcast fp64
@@ -217,9 +223,9 @@ class TimeMix(nn.Module):
             st[pre + "wkv_a"], st[pre + "wkv_b"], st[pre + "wkv_p"],
         )
         new[pre + "wkv_a"], new[pre + "wkv_b"], new[pre + "wkv_p"] = a, b, p
-        y, s_out, new[pre + "tm_mem_out"] = self.lif_out(r * wkv_out.to(r.dtype), st[pre + "tm_mem_out"])
+        y, s_out, new[pre + "tm.lif_out.mem"] = self.lif_out(r * wkv_out.to(r.dtype), st[pre + "tm.lif_out.mem"])
         if aux is not None:
-            aux[pre + "tm_in"], aux[pre + "tm_out"] = s_in, s_out
+            aux[pre + "tm.lif_in"], aux[pre + "tm.lif_out"] = s_in, s_out
         return self.output(y), new
 
 
@@ -238,12 +244,12 @@ class ChannelMix(nn.Module):
         new: State = {}
         xm = x * self.mu + _shift(x, st[pre + "cm_shift"]) * (1 - self.mu)  # (B, T, C)
         new[pre + "cm_shift"] = x[:, -1]
-        h, s_in, new[pre + "cm_mem_in"] = self.lif_in(xm, st[pre + "cm_mem_in"])
+        h, s_in, new[pre + "cm.lif_in.mem"] = self.lif_in(xm, st[pre + "cm.lif_in.mem"])
         k = torch.square(torch.relu(self.key(h)))  # (B, T, F)
-        hk, s_hid, new[pre + "cm_mem_hid"] = self.lif_hid(k, st[pre + "cm_mem_hid"])
+        hk, s_hid, new[pre + "cm.lif_hid.mem"] = self.lif_hid(k, st[pre + "cm.lif_hid.mem"])
         r = torch.sigmoid(self.receptance(h))  # (B, T, C)
         if aux is not None:
-            aux[pre + "cm_in"], aux[pre + "cm_hid"] = s_in, s_hid
+            aux[pre + "cm.lif_in"], aux[pre + "cm.lif_hid"] = s_in, s_hid
         return r * self.value(hk), new
 
 
@@ -266,7 +272,8 @@ class Block(nn.Module):
 class GooseOutput:
     """Everything one call computes. ``hidden``: residual stream after each block
     (list of (B, T, C)); ``spikes``: name -> (B, T, n) spike values in {-1,0,1}
-    (or the dense activation in mode ``none``). Both filled only when asked."""
+    (or the dense activation in mode ``none``), keyed by the population's name, which is its
+    module path and its IR node name (``L0.tm.lif_in``). Both filled only when asked."""
 
     logits: Tensor  # (B, T, V)
     state: State
@@ -296,22 +303,23 @@ class ASNNGoose(nn.Module):
     # -- state ---------------------------------------------------------------
     def state_spec(self) -> dict[str, int]:
         """Name -> width of every recurrent state tensor (each is (B, width))."""
-        C, Fh, spec = self.cfg.d_model, self.cfg.d_ffn, {}
         spiking = self.cfg.spike_mode != "none"
+        k = 2 if spiking and self.cfg.neuron == "ternary_lif" else 1  # [v, u] per TernaryLIF neuron
+        C, Fh, spec = self.cfg.d_model, self.cfg.d_ffn, {}
         for i in range(self.cfg.n_layers):
             pre = f"L{i}."
             spec[pre + "tm_shift"] = C
             if spiking:
-                spec[pre + "tm_mem_in"] = C
+                spec[pre + "tm.lif_in.mem"] = k * C
             spec[pre + "wkv_a"] = C
             spec[pre + "wkv_b"] = C
             spec[pre + "wkv_p"] = C
             if spiking:
-                spec[pre + "tm_mem_out"] = C
+                spec[pre + "tm.lif_out.mem"] = k * C
             spec[pre + "cm_shift"] = C
             if spiking:
-                spec[pre + "cm_mem_in"] = C
-                spec[pre + "cm_mem_hid"] = Fh
+                spec[pre + "cm.lif_in.mem"] = k * C
+                spec[pre + "cm.lif_hid.mem"] = k * Fh
         return spec
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
@@ -331,8 +339,7 @@ class ASNNGoose(nn.Module):
         if missing:
             raise ValueError(f"state is missing {sorted(missing)[:3]}...")
         if self.cfg.spike_mode == "none":  # membranes unused; placeholders keep the block code uniform
-            state = {**state, **{f"L{i}.{m}": state.get(f"L{i}.{m}") for i in range(self.cfg.n_layers)
-                                 for m in ("tm_mem_in", "tm_mem_out", "cm_mem_in", "cm_mem_hid")}}
+            state = {**state, **{f"{n}.mem": state.get(f"{n}.mem") for n in self.populations()}}
         aux: dict | None = {} if collect else None
         x = self.ln0(self.emb(tokens))  # (B, T, C)
         new_state: State = {}
@@ -361,8 +368,10 @@ class ASNNGoose(nn.Module):
             m.freeze(on)
         return self
 
-    def populations(self) -> dict[str, SpikeLIF]:
-        """Spiking populations by their export names (``L{i}.tm.lif_in`` ... ``L{i}.cm.lif_hid``)."""
+    def populations(self) -> dict[str, Neuron]:
+        """Spiking populations by name: the module path, which is also the IR node name and the key of
+        ``run(collect=True).spikes``; the neuron state is ``<name>.mem`` (``L{i}.tm.lif_in`` ...
+        ``L{i}.cm.lif_hid``)."""
         out = {}
         for i, b in enumerate(self.blocks):
             for part, names in (("tm", ("lif_in", "lif_out")), ("cm", ("lif_in", "lif_hid"))):
@@ -370,20 +379,22 @@ class ASNNGoose(nn.Module):
                     out[f"L{i}.{part}.{n}"] = getattr(getattr(b, part), n)
         return out
 
-    def set_fixed_point(self, specs: dict[str, dict] | None) -> "ASNNGoose":
-        """Run the named populations as fixed-point neurons (see ``SpikeLIF.set_fixed_point``;
-        ``None`` restores float neurons everywhere). Unknown names raise ConfigError."""
-        pops = self.populations()
-        if specs is None:
-            for m in pops.values():
-                m.set_fixed_point(None)
-            return self
-        unknown = sorted(set(specs) - set(pops))
-        if unknown:
-            raise ConfigError(f"no spiking population named {unknown[0]!r} in this model")
-        for name, spec in specs.items():
-            pops[name].set_fixed_point(spec)
+    def set_fixed_point(self, fmt: NeuronFormat | None) -> "ASNNGoose":
+        """Run every population with the integer neuron of ``fmt`` (``None``: float neurons).
+        A model built with ``cfg.fixed_point`` already runs its own format; this switches a float
+        model to its deployed arithmetic (post-training quantization) or back."""
+        for m in self.populations().values():
+            m.set_fixed_point(fmt)
         return self
+
+    def deployed_format(self, frac_bits: int | None = None) -> NeuronFormat:
+        """The integer neuron format this model deploys with: its own when trained in fixed point
+        (``frac_bits`` must then agree), else the post-training format for ``frac_bits``."""
+        cfg = self.cfg
+        if cfg.fixed_point and frac_bits not in (None, cfg.frac_bits):
+            raise ConfigError(f"this model was trained with fixed-point neurons at frac_bits={cfg.frac_bits}; "
+                              f"it cannot be deployed with frac_bits={frac_bits}")
+        return neuron_format(cfg.neuron, cfg.frac_bits if frac_bits is None else frac_bits)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -1,14 +1,13 @@
 """Leaky integrate-and-fire neurons with ternary, binary or no spikes.
 
-Built on snnTorch: :class:`SpikeLIF` subclasses ``snntorch.SpikingNeuron`` (its
-threshold and graded-spike-factor parameters, subtract reset) and uses
-snnTorch's surrogate-gradient functions. Unlike snnTorch's own neurons, the
-membrane is passed in and returned explicitly (no hidden state in the module),
-because tokens are the time axis and the state must travel with the model's
-recurrent state.
+Built on snnTorch: both neuron classes subclass ``snntorch.SpikingNeuron`` (its threshold and
+graded-spike-factor parameters) and use snnTorch's surrogate-gradient functions. Unlike
+snnTorch's own neurons, the state is passed in and returned explicitly (no hidden state in the
+module), because tokens are the time axis and the state must travel with the model's recurrent
+state.
 
-Update rule, per channel c and token t (``beta = sigmoid(beta_logit)``,
-``th = |threshold|``)::
+:class:`SpikeLIF` (``neuron="subtract"``, the default), per channel c and token t
+(``beta = sigmoid(beta_logit)`` per channel, ``th = |threshold|``)::
 
     mem_t = beta * mem_{t-1} + x_t
     ternary: s_t = H(mem_t - th) - H(-mem_t - th)        in {-1, 0, +1}
@@ -16,14 +15,25 @@ Update rule, per channel c and token t (``beta = sigmoid(beta_logit)``,
     mem_t <- mem_t - s_t * th                             (subtract reset)
     out_t = a * s_t                                       (a = amplitude)
 
-H is the Heaviside step in the forward pass and the chosen surrogate's
-derivative in the backward pass. Mode ``none`` is the dense ablation:
-``out_t = x_t`` and the membrane is untouched.
+:class:`TernaryLIFNeuron` (``neuron="ternary_lif"``): lava-nc's ``TernaryLIF``, a current and a
+voltage compartment with one decay each per population and reset to zero::
 
-Fixed-point inference (:meth:`SpikeLIF.set_fixed_point`) replaces this update by the
-integer neuron of a Loihi package (12-bit decay, input mantissa, 24-bit state; the
-equations are in ``goose_neuro.export.int_ref``), so the PyTorch model runs the neuron
-arithmetic that the hardware runs. It is for inference only (no gradients).
+    u_t = beta_u * u_{t-1} + x_t
+    m_t = beta * v_{t-1} + u_t
+    s_t = H(m_t - th) - H(-m_t - th);   v_t = m_t (1 - |s_t|);   out_t = a * s_t
+
+H is the Heaviside step in the forward pass and the chosen surrogate's derivative in the backward
+pass (the reset-to-zero factor ``1 - |s_t|`` is treated as a constant in the backward pass, the
+usual detached reset). Mode ``none`` is the dense ablation: ``out_t = x_t``, state untouched.
+
+Fixed-point neurons (``ModelConfig.fixed_point``, or :meth:`set_fixed_point` with a
+:class:`~goose_neuro.fixed_point.NeuronFormat`) replace the update by the integer neuron of a
+neuromorphic target (:mod:`goose_neuro.fixed_point` has the equations): inputs rounded to integer
+mantissas, 12-bit decays truncating toward zero, 24-bit state. Gradients pass straight through
+the rounding: the backward pass is the float neuron's, evaluated on the integer trajectory
+(converted to float units), so a model trains with the arithmetic it will be deployed with. In
+fixed-point mode the state holds the integer compartments (``v`` and, for ``ternary_lif``, ``u``;
+integers below 2^24 are exact in float32).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from snntorch import surrogate
 from torch import Tensor, nn
 
 from goose_neuro.errors import ConfigError
+from goose_neuro.fixed_point import NeuronFormat
 
 
 def make_surrogate(name: str, slope: float):
@@ -134,9 +145,21 @@ def _lif_backward_loop(g_s_out: Tensor, sg: Tensor, th: Tensor, beta: Tensor, g_
     return g_m, g_s, post, g_post
 
 
+def _linear_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):
+    """Reverse-time linear recurrence g_t = g_post_t * keep_t + inject_t; g_post_{t-1} = beta g_t.
+    Returns g (B, T, n) and the g_post before the first token."""
+    g = torch.empty_like(inject)
+    gs, keeps, injects = g.unbind(1), keep.unbind(1), inject.unbind(1)
+    for t in range(len(gs) - 1, -1, -1):
+        torch.addcmul(injects[t], g_post, keeps[t], out=gs[t])
+        g_post = beta * gs[t]
+    return g, g_post
+
+
 try:  # TorchScript removes most per-token Python overhead (about 1.5x on CPU); optional
     _lif_forward_loop = torch.jit.script(_lif_forward_loop)
     _lif_backward_loop = torch.jit.script(_lif_backward_loop)
+    _linear_backward_loop = torch.jit.script(_linear_backward_loop)
 except Exception:  # pragma: no cover - scripting unavailable: the plain loops are identical
     pass
 
@@ -206,8 +229,312 @@ class _LIFScan(torch.autograd.Function):
         return g_x, g_mem0 if need[1] else None, g_beta, g_th, g_amp, None, None, None
 
 
-class SpikeLIF(snntorch.SpikingNeuron):
-    """A population of ``n`` LIF neurons emitting ternary, binary or no spikes.
+
+# -- fixed-point trajectories (integer arithmetic of goose_neuro.fixed_point) -------------------
+def _decay_trunc(d: Tensor, dbits: int) -> Tensor:
+    """sign(d) * (|d| >> dbits): lava's decay, truncating toward zero (int64)."""
+    return torch.sign(d) * (d.abs() >> dbits)
+
+
+def _sub_fixed_loop(xm: Tensor, v: Tensor, keep: Tensor, vt: int, vmax: int, shift: int, dbits: int,
+                    ternary: bool):
+    """Subtract-reset integer neuron over T tokens. xm (B, T, n) int64 input mantissas, v (B, n)
+    int64 state, keep (n,) = 2^D - dv. Returns (v before reset (B, T, n), spikes, final v)."""
+    vpre = torch.empty_like(xm)
+    spikes = torch.empty_like(xm)
+    for t in range(xm.shape[1]):
+        v = torch.clamp(_decay_trunc(v * keep, dbits) + (xm[:, t] << shift), -vmax, vmax)
+        vpre[:, t] = v
+        s = (v > vt).long()
+        if ternary:
+            s = s - (v < -vt).long()
+        spikes[:, t] = s
+        v = v - s * vt
+    return vpre, spikes, v
+
+
+def _tlif_fixed_loop(xm: Tensor, v: Tensor, u: Tensor, keep_v: Tensor, keep_u: Tensor, vt: int, vmax: int,
+                     umax: int, shift: int, dbits: int):
+    """lava-nc TernaryLIF (PyTernLifModelFixed) over T tokens, int64. keep_v = 2^D - dv,
+    keep_u = 2^D - du - 1. Returns (v before reset, u, spikes (B, T, n) each, final v, final u)."""
+    mems = torch.empty_like(xm)
+    us = torch.empty_like(xm)
+    spikes = torch.empty_like(xm)
+    for t in range(xm.shape[1]):
+        d = _decay_trunc(u * keep_u, dbits) + (xm[:, t] << shift)
+        u = torch.where(d > umax, d - 2 * umax, torch.where(d <= -umax, d + 2 * umax, d))  # lava wraps u
+        us[:, t] = u
+        m = torch.clamp(_decay_trunc(v * keep_v, dbits) + u, -vmax, vmax)
+        mems[:, t] = m
+        s = (m > vt).long() - (m < -vt).long()
+        spikes[:, t] = s
+        v = torch.where(s != 0, torch.zeros_like(m), m)
+    return mems, us, spikes, v, u
+
+
+def _tlif_forward_loop(x: Tensor, v: Tensor, u: Tensor, beta: Tensor, alpha: Tensor, th: Tensor):
+    """Float TernaryLIF over T tokens: returns (m_t before reset, u_t, s_t, final v, final u)."""
+    mems = torch.empty_like(x)
+    us = torch.empty_like(x)
+    spikes = torch.empty_like(x)
+    for t in range(x.shape[1]):
+        u = torch.addcmul(x[:, t], alpha, u)  # beta_u * u + x_t
+        us[:, t] = u
+        m = torch.addcmul(u, beta, v)  # beta * v + u_t
+        mems[:, t] = m
+        s = spikes[:, t]
+        torch.mul(torch.sign(m), m.abs() > th, out=s)
+        v = m * (1.0 - s.abs())  # reset to zero
+    return mems, us, spikes, v, u
+
+
+try:  # TorchScript removes most per-token Python overhead; the plain loops are identical
+    _sub_fixed_loop = torch.jit.script(_sub_fixed_loop)
+    _tlif_fixed_loop = torch.jit.script(_tlif_fixed_loop)
+    _tlif_forward_loop = torch.jit.script(_tlif_forward_loop)
+except Exception:  # pragma: no cover
+    pass
+
+
+def _mantissas(x: Tensor, gain: Tensor, lim: int) -> Tensor:
+    """x_mant = clamp(round_half_even(x * gain), +-lim) as int64 (float64 arithmetic)."""
+    return torch.round(x.double() * gain).clamp(-lim, lim).long()
+
+
+class _LIFScanFixed(torch.autograd.Function):
+    """:class:`_LIFScan` with the integer neuron in the forward pass (straight-through backward).
+
+    The state in and out is the integer membrane ``v`` (as floats). The backward pass is
+    ``_LIFScan.backward`` on the integer trajectory in float units (``m = v / (2^S gain)``)."""
+
+    @staticmethod
+    def forward(ctx, x, v0, beta, th, amp, ternary: bool, sname: str, slope: float, fmt: NeuronFormat):
+        gain = float(fmt.vth) / th.detach().double()  # (n,)
+        keep = fmt.unit - torch.clamp(fmt.unit - torch.round(fmt.unit * beta.detach().double()), 0, fmt.unit - 1)
+        xm = _mantissas(x.detach(), gain, fmt.x_limit)
+        vpre, spikes_i, v = _sub_fixed_loop(xm, v0.detach().round().long(), keep.long(), fmt.vth << fmt.shift,
+                                            fmt.v_max, fmt.shift, fmt.decay_bits, ternary)
+        scale = gain * (1 << fmt.shift)  # integer units per float unit
+        mems = (vpre.double() / scale).to(x.dtype)
+        spikes = spikes_i.to(x.dtype)
+        posts = mems - spikes * th  # m'_t in float units, as _LIFScan.backward reads it
+        ctx.save_for_backward((v0.double() / scale).to(x.dtype), beta, th, amp, mems, spikes, posts)
+        ctx.ternary, ctx.sname, ctx.slope, ctx.scale = ternary, sname, slope, scale.to(x.dtype)
+        ctx.set_materialize_grads(False)
+        return spikes * amp, spikes, v.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g_out, g_spikes, g_v):
+        g_mem = None if g_v is None else g_v * ctx.scale  # d v / d m = scale
+        g_x, g_m0, g_beta, g_th, g_amp, *_ = _LIFScan.backward(ctx, g_out, g_spikes, g_mem)
+        return (g_x, None if g_m0 is None else g_m0 / ctx.scale, g_beta, g_th, g_amp,
+                None, None, None, None)
+
+
+def _tlif_backward(ctx, g_out, g_spikes, g_v, g_u):
+    """Backward of the TernaryLIF scan (float units), shared by the float and fixed forwards::
+
+        dL/ds_t = a dL/dout_t;   sg_t = g(m_t - th) + g(-m_t - th)
+        dL/dm_t = dL/ds_t sg_t + (1 - |s_t|) beta dL/dm_{t+1}       (detached reset)
+        dL/du_t = dL/dm_t + beta_u dL/du_{t+1} = dL/dx_t
+        dL/dbeta = sum_t dL/dm_t v_{t-1},  dL/dbeta_u = sum_t dL/du_t u_{t-1}
+        dL/dth = sum_t dL/ds_t (g(-m_t - th) - g(m_t - th)),  dL/da = sum_t dL/dout_t s_t
+    """
+    v0, u0, beta, alpha, th, amp, mems, us, spikes = ctx.saved_tensors
+    sg_pos = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)
+    sg_neg = _surrogate_grad_(ctx.sname, ctx.slope, -mems - th)
+    sg_th = sg_neg - sg_pos
+    sg = sg_pos.add_(sg_neg)
+    g_s = g_out * amp
+    if g_spikes is not None:
+        g_s = g_s + g_spikes
+    keep = 1.0 - spikes.abs()
+    g_vf = g_v if g_v is not None else torch.zeros_like(v0)
+    g_uf = g_u if g_u is not None else torch.zeros_like(u0)
+    g_m, g_v0 = _linear_backward_loop(g_vf, keep, g_s * sg, beta)
+    g_u_all, g_u0 = _linear_backward_loop(g_uf, torch.ones_like(keep), g_m, alpha)
+    v_prev = torch.cat([v0[:, None], (mems * keep)[:, :-1]], 1)
+    u_prev = torch.cat([u0[:, None], us[:, :-1]], 1)
+    g_beta = (g_m * v_prev).sum().reshape(beta.shape)
+    g_alpha = (g_u_all * u_prev).sum().reshape(alpha.shape)
+    g_th = (g_s * sg_th).sum((0, 1))
+    g_amp = (g_out * spikes).sum((0, 1))
+    if amp.numel() == 1:
+        g_amp = g_amp.sum().reshape(amp.shape)
+    return g_u_all, g_v0, g_u0, g_beta, g_alpha, g_th, g_amp
+
+
+class _TLIFScan(torch.autograd.Function):
+    """Float TernaryLIF over T tokens in one autograd node (backward: :func:`_tlif_backward`)."""
+
+    @staticmethod
+    def forward(ctx, x, v0, u0, beta, alpha, th, amp, sname: str, slope: float):
+        mems, us, spikes, v, u = _tlif_forward_loop(x, v0, u0, beta, alpha, th)
+        ctx.save_for_backward(v0, u0, beta, alpha, th, amp, mems, us, spikes)
+        ctx.sname, ctx.slope = sname, slope
+        return spikes * amp, spikes, v, u
+
+    @staticmethod
+    def backward(ctx, g_out, g_spikes, g_v, g_u):
+        return (*_tlif_backward(ctx, g_out, g_spikes, g_v, g_u), None, None)
+
+
+class _TLIFScanFixed(torch.autograd.Function):
+    """Integer TernaryLIF forward (lava-nc's fixed-point model), straight-through backward.
+    State in and out: the integer compartments ``v``, ``u`` (as floats)."""
+
+    @staticmethod
+    def forward(ctx, x, v0, u0, beta, alpha, th, amp, sname: str, slope: float, fmt: NeuronFormat):
+        gain = float(fmt.vth) / th.detach().double()
+        unit = fmt.unit
+        dv = torch.clamp(unit - torch.round(unit * beta.detach().double()), 0, unit - 1)
+        du = torch.clamp(unit - 1 - torch.round(unit * alpha.detach().double()), 0, unit - 1)
+        xm = _mantissas(x.detach(), gain, fmt.x_limit)
+        mems_i, us_i, spikes_i, v, u = _tlif_fixed_loop(
+            xm, v0.detach().round().long(), u0.detach().round().long(), (unit - dv).long(), (unit - du - 1).long(),
+            fmt.vth << fmt.shift, fmt.v_max, 1 << (fmt.state_bits - 1), fmt.shift, fmt.decay_bits)
+        scale = gain * (1 << fmt.shift)
+        to_f = lambda a: (a.double() / scale).to(x.dtype)  # noqa: E731  integer -> float units
+        spikes = spikes_i.to(x.dtype)
+        ctx.save_for_backward(to_f(v0), to_f(u0), beta, alpha, th, amp, to_f(mems_i), to_f(us_i), spikes)
+        ctx.sname, ctx.slope, ctx.scale = sname, slope, scale.to(x.dtype)
+        return spikes * amp, spikes, v.to(x.dtype), u.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g_out, g_spikes, g_v, g_u):
+        sc = ctx.scale
+        g_x, g_v0, g_u0, g_beta, g_alpha, g_th, g_amp = _tlif_backward(
+            ctx, g_out, g_spikes, None if g_v is None else g_v * sc, None if g_u is None else g_u * sc)
+        return g_x, g_v0 / sc, g_u0 / sc, g_beta, g_alpha, g_th, g_amp, None, None, None
+
+
+# -- neuron modules -------------------------------------------------------------------------------
+class _Neuron(snntorch.SpikingNeuron):
+    """What both neuron classes share: learnable per-channel threshold and amplitude (snnTorch's
+    ``threshold`` and ``graded_spikes_factor``), the surrogate, the spike mode and the optional
+    fixed-point format. Subclasses define the state layout and the update."""
+
+    kind = ""
+
+    def __init__(self, n: int, mode: str, surrogate_name: str, slope: float, threshold_init: float,
+                 amplitude_mode: str, reset: str) -> None:
+        if mode not in ("ternary", "binary", "none"):
+            raise ConfigError(f"spike mode must be ternary, binary or none, got {mode!r}")
+        amp_shape = (n,) if amplitude_mode == "channel" else (1,)
+        super().__init__(
+            threshold=torch.full((n,), float(threshold_init)),
+            spike_grad=make_surrogate(surrogate_name, slope),
+            learn_threshold=True,
+            reset_mechanism=reset,
+            graded_spikes_factor=torch.ones(amp_shape),
+            learn_graded_spikes_factor=True,
+        )
+        # snnTorch keeps a class-wide list of every neuron for its init_hidden
+        # mode; we pass state explicitly, so do not keep this instance alive there.
+        if snntorch.SpikingNeuron.instances and snntorch.SpikingNeuron.instances[-1] is self:
+            snntorch.SpikingNeuron.instances.pop()
+        self.n = n
+        self.mode = mode
+        self._sname, self._slope = surrogate_name, float(slope)
+        self._fmt: NeuronFormat | None = None
+
+    # The effective parameters are computed in float32 whatever the module's dtype, so the integer
+    # neuron that rounds them is the same in float32 training, a float64 check and the export.
+    @property
+    def th(self) -> Tensor:  # (n,)  positive threshold, float32
+        return self.threshold.float().abs() + 1e-4
+
+    @property
+    def amplitude(self) -> Tensor:  # (n,) or (1,)
+        return self.graded_spikes_factor
+
+    @property
+    def state_width(self) -> int:
+        """Width of this population's state tensor (B, state_width)."""
+        return self.n
+
+    def init_mem(self, batch: int, device=None, dtype=None) -> Tensor:
+        return torch.zeros(batch, self.state_width, device=device, dtype=dtype)
+
+    def fire(self, mem: Tensor) -> Tensor:  # type: ignore[override]
+        """Spike function (values {-1,0,1} or {0,1}) with surrogate gradients."""
+        th = self.th.to(mem.dtype)
+        s = self.spike_grad(mem - th)
+        if self.mode == "ternary":
+            s = s - self.spike_grad(-mem - th)
+        return s.to(mem.dtype)
+
+    # -- fixed point ------------------------------------------------------------------------
+    def set_fixed_point(self, fmt: NeuronFormat | None) -> None:
+        """Run this population with the integer neuron of ``fmt`` (``None``: float neuron).
+        The integer parameters follow the learned ones (see :meth:`fixed_params`)."""
+        if fmt is not None:
+            if self.mode != "ternary":
+                raise ConfigError(f"fixed-point neurons exist for ternary populations only, not {self.mode!r}")
+            if fmt.neuron != self.kind:
+                raise ConfigError(f"fixed-point format for {fmt.neuron!r} neurons given to a {self.kind!r} population")
+        self._fmt = fmt
+
+    @property
+    def fixed_point(self) -> bool:
+        return self._fmt is not None
+
+    @property
+    def fixed_format(self) -> NeuronFormat | None:
+        return self._fmt
+
+    def decays(self) -> dict[str, Tensor]:
+        """The population's decay factors by name (``beta``; ``beta_u`` for TernaryLIF)."""
+        raise NotImplementedError
+
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token: ``x`` (B, n), state ``mem`` (B, state_width) -> (out (B, n), spikes (B, n),
+        new state). ``goose_neuro.fast_step`` calls this on every population. This default runs
+        :meth:`forward` on a one-token sequence; subclasses override it with a direct update."""
+        out, s, new = self.forward(x[:, None], mem)
+        return out[:, 0], s[:, 0], new
+
+    def _needs_forward(self, x: Tensor, mem: Tensor) -> bool:
+        """A one-token step must go through :meth:`forward`: fixed-point neurons, or gradients wanted."""
+        return self._fmt is not None or (torch.is_grad_enabled() and (
+            x.requires_grad or mem.requires_grad or any(p.requires_grad for p in self.parameters())))
+
+    def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+        """(decays..., th, -th, amplitude) in ``dtype`` for :meth:`step`; cached until a
+        parameter changes (in-place updates bump the tensor version, reloads change the storage)."""
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            ps = tuple(self._parameters.values())  # the neuron's own parameters (it has no submodules)
+            key = (dtype, device, sum(p._version for p in ps), ps[0].data_ptr())
+            cached = getattr(self, "_step_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        with torch.no_grad():
+            th = self.th.to(device, dtype)
+            consts = (*(d.to(device, dtype) for d in self.decays().values()), th, -th,
+                      self.amplitude.to(device, dtype))
+        if not compiling:
+            self._step_cache = (key, consts)
+        return consts
+
+    @torch.no_grad()
+    def fixed_params(self, fmt: NeuronFormat | None = None) -> dict:
+        """Integer parameters of this population under ``fmt`` (default: its own format), from
+        :mod:`goose_neuro.fixed_point`: ``gain`` (n,) float64, ``dv`` (and ``du``) int64, ``vth``,
+        ``x_bits``."""
+        fmt = fmt or self._fmt
+        if fmt is None:
+            raise ConfigError("no fixed-point format: give one or call set_fixed_point first")
+        d = self.decays()
+        out = {"gain": fmt.gain(self.th.detach().cpu().numpy()), "dv": fmt.dv(d["beta"].detach().cpu().numpy()),
+               "vth": fmt.vth, "x_bits": fmt.x_bits}
+        if "beta_u" in d:
+            out["du"] = fmt.du(d["beta_u"].detach().cpu().numpy())
+        return out
+
+
+class SpikeLIF(_Neuron):
+    """A population of ``n`` subtract-reset LIF neurons emitting ternary, binary or no spikes.
 
     Example::
 
@@ -221,6 +548,8 @@ class SpikeLIF(snntorch.SpikingNeuron):
     membrane is returned unchanged.
     """
 
+    kind = "subtract"
+
     def __init__(
         self,
         n: int,
@@ -231,124 +560,37 @@ class SpikeLIF(snntorch.SpikingNeuron):
         beta_init: float = 0.5,
         amplitude_mode: str = "shared",
     ) -> None:
-        if mode not in ("ternary", "binary", "none"):
-            raise ConfigError(f"spike mode must be ternary, binary or none, got {mode!r}")
-        amp_shape = (n,) if amplitude_mode == "channel" else (1,)
-        super().__init__(
-            threshold=torch.full((n,), float(threshold_init)),
-            spike_grad=make_surrogate(surrogate_name, slope),
-            learn_threshold=True,
-            reset_mechanism="subtract",
-            graded_spikes_factor=torch.ones(amp_shape),
-            learn_graded_spikes_factor=True,
-        )
-        # snnTorch keeps a class-wide list of every neuron for its init_hidden
-        # mode; we pass state explicitly, so do not keep this instance alive there.
-        if snntorch.SpikingNeuron.instances and snntorch.SpikingNeuron.instances[-1] is self:
-            snntorch.SpikingNeuron.instances.pop()
-        self.n = n
-        self.mode = mode
-        self._sname, self._slope = surrogate_name, float(slope)
+        super().__init__(n, mode, surrogate_name, slope, threshold_init, amplitude_mode, "subtract")
         self.beta_logit = nn.Parameter(torch.full((n,), math.log(beta_init / (1 - beta_init))))
-        self._fixed: dict | None = None  # fixed-point neuron spec (set_fixed_point), None = float LIF
-
-    # -- parameters as used by the update rule -------------------------------
-    @property
-    def beta(self) -> Tensor:  # (n,)
-        return torch.sigmoid(self.beta_logit)
 
     @property
-    def th(self) -> Tensor:  # (n,)  positive threshold
-        return self.threshold.abs() + 1e-4
+    def beta(self) -> Tensor:  # (n,), float32
+        return torch.sigmoid(self.beta_logit.float())
 
-    @property
-    def amplitude(self) -> Tensor:  # (n,) or (1,)
-        return self.graded_spikes_factor
-
-    def init_mem(self, batch: int, device=None, dtype=None) -> Tensor:
-        return torch.zeros(batch, self.n, device=device, dtype=dtype)
-
-    def fire(self, mem: Tensor) -> Tensor:  # type: ignore[override]
-        """Spike function (values {-1,0,1} or {0,1}) with surrogate gradients."""
-        th = self.th
-        s = self.spike_grad(mem - th)
-        if self.mode == "ternary":
-            s = s - self.spike_grad(-mem - th)
-        return s.to(mem.dtype)
-
-    def set_fixed_point(self, spec: dict | None) -> None:
-        """Run this population as a package's fixed-point neuron, or (``None``) as the float LIF.
-
-        ``spec``: ``gain`` (n,) float64 input gain ``2^fx / th``, ``dv`` (n,) 12-bit decays,
-        ``vth`` threshold mantissa, ``x_bits`` input mantissa width (what ``IntModel.pops``
-        holds for a float64-host package). Per token::
-
-            x_mant = clamp(round(x * gain), +-(2^(x_bits-1) - 1))
-            v = clip24(trunc(v * (4096 - dv) / 4096) + (x_mant << 6))
-            s = [v > vth << 6] - [v < -(vth << 6)];  v -= s * (vth << 6)
-
-        The membrane passed in and out stays in float units: ``mem = v / (64 * gain)``
-        (exact round trips in float64)."""
-        if spec is None:
-            self._fixed = None
-            return
-        if self.mode != "ternary":
-            raise ConfigError(f"fixed-point neurons exist for ternary populations only, not {self.mode!r}")
-        gain = torch.as_tensor(spec["gain"], dtype=torch.float64)
-        dv = torch.as_tensor(spec["dv"], dtype=torch.int64)
-        if gain.shape != (self.n,) or dv.shape != (self.n,) or not torch.all(gain > 0):
-            raise ConfigError(f"fixed-point spec for {self.n} neurons has gain {tuple(gain.shape)} "
-                              f"and dv {tuple(dv.shape)} (gain must be > 0)")
-        self._fixed = {"gain": gain, "keep": 4096 - dv, "vt": int(spec["vth"]) << 6,
-                       "lim": (1 << (int(spec["x_bits"]) - 1)) - 1}
-
-    @property
-    def fixed_point(self) -> bool:
-        return self._fixed is not None
-
-    def _forward_fixed(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if torch.is_grad_enabled() and (x.requires_grad or mem.requires_grad):
-            raise ConfigError("fixed-point neurons are for inference: run under torch.no_grad()")
-        f = self._fixed
-        gain, keep = f["gain"].to(x.device), f["keep"].to(x.device)
-        vmax = (1 << 23) - 1
-        xm = torch.round(x.double() * gain).clamp(-f["lim"], f["lim"]).long()  # (B, T, n)
-        v = torch.round(mem.double() * gain * 64).long()  # (B, n) integer state
-        spikes = torch.empty_like(xm)
-        for t in range(x.shape[1]):
-            d = v * keep
-            v = (torch.sign(d) * (d.abs() >> 12) + (xm[:, t] << 6)).clamp(-vmax, vmax)
-            s = (v > f["vt"]).long() - (v < -f["vt"]).long()
-            v = v - s * f["vt"]
-            spikes[:, t] = s
-        s_all = spikes.to(x.dtype)
-        return s_all * self.amplitude.to(x.dtype), s_all, (v.double() / (gain * 64)).to(mem.dtype)
+    def decays(self) -> dict[str, Tensor]:
+        return {"beta": self.beta}
 
     def forward(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Fast path: one fused autograd node for the whole token loop."""
         if self.mode == "none":
             return x, x, mem
-        if self.fixed_point:
-            return self._forward_fixed(x, mem)
         dtype = torch.promote_types(x.dtype, mem.dtype)
-        return _LIFScan.apply(
-            x.to(dtype), mem.to(dtype), self.beta.to(dtype), self.th.to(dtype), self.amplitude.to(dtype),
-            self.mode == "ternary", self._sname, self._slope,
-        )
+        args = (x.to(dtype), mem.to(dtype), self.beta.to(dtype), self.th.to(dtype), self.amplitude.to(dtype),
+                self.mode == "ternary", self._sname, self._slope)
+        if self._fmt is not None:
+            return _LIFScanFixed.apply(*args, self._fmt)
+        return _LIFScan.apply(*args)
 
     def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One token: ``x`` (B, n), ``mem`` (B, n) -> (out (B, n), spikes (B, n), new mem (B, n)).
 
         The update rule of :meth:`forward` at T=1 without the sequence machinery (no token
-        loop, no autograd node), for decoding; ``goose_neuro.fast_step`` calls it on every
-        population, so another neuron class joins the fast path by implementing this
-        signature. When gradients are needed it runs :meth:`forward` (surrogate gradients)."""
+        loop, no autograd node), for decoding; runs :meth:`forward` for fixed-point neurons or
+        when gradients are needed."""
         if self.mode == "none":
             return x, x, mem
-        if self._fixed is not None or (torch.is_grad_enabled() and (x.requires_grad or mem.requires_grad
-                                                                    or self.beta_logit.requires_grad)):
-            out, s, new = self.forward(x[:, None], mem)
-            return out[:, 0], s[:, 0], new
+        if self._needs_forward(x, mem):
+            return super().step(x, mem)
         if x.dtype != mem.dtype:
             dtype = torch.promote_types(x.dtype, mem.dtype)
             x, mem = x.to(dtype), mem.to(dtype)
@@ -359,28 +601,11 @@ class SpikeLIF(snntorch.SpikingNeuron):
             s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
         return s * amp, s, torch.addcmul(m, s, th, value=-1.0)
 
-    def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(beta, th, -th, amplitude) in ``dtype``; cached until a parameter changes (in-place
-        updates bump the tensor version, reloads change the storage)."""
-        compiling = torch.compiler.is_compiling()
-        if not compiling:
-            p = (self.beta_logit, self.threshold, self.graded_spikes_factor)
-            key = (dtype, device, p[0]._version + p[1]._version + p[2]._version, p[0].data_ptr())
-            cached = getattr(self, "_step_cache", None)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        with torch.no_grad():
-            th = self.th.to(device, dtype)
-            consts = (self.beta.to(device, dtype), th, -th, self.amplitude.to(device, dtype))
-        if not compiling:
-            self._step_cache = (key, consts)
-        return consts
-
     def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Readable reference: token loop through snnTorch's surrogate autograd Functions."""
         if self.mode == "none":
             return x, x, mem
-        beta, th = self.beta, self.th
+        beta, th = self.beta.to(x.dtype), self.th.to(x.dtype)
         spikes = []
         for t in range(x.shape[1]):  # tokens are the time axis
             mem = beta * mem + x[:, t]  # (B, n)
@@ -389,3 +614,96 @@ class SpikeLIF(snntorch.SpikingNeuron):
             spikes.append(s)
         s_all = torch.stack(spikes, dim=1)  # (B, T, n)
         return s_all * self.amplitude, s_all, mem
+
+
+BETA_U_MAX = 0.75  # keeps the integer current inside 24 bits without wrapping (16-bit inputs)
+
+
+class TernaryLIFNeuron(_Neuron):
+    """A population of ``n`` lava-nc ``TernaryLIF`` neurons (see the module docstring).
+
+    One voltage decay ``beta`` and one current decay ``beta_u`` per population (lava's
+    ``TernaryLIF`` has one ``dv`` and one ``du`` per process); per-neuron thresholds (they fold
+    into the host's input gain on hardware) and a shared or per-channel amplitude.
+    ``beta_u = min(|beta_u_raw|, 0.75)`` starts at 0 (``u_t = x_t``: a single compartment).
+
+    State: (B, 2n) = ``[v, u]``. Example::
+
+        lif = TernaryLIFNeuron(4)
+        st = lif.init_mem(batch=2)                        # (B, 2n)
+        out, spikes, st = lif(torch.randn(2, 7, 4), st)
+    """
+
+    kind = "ternary_lif"
+
+    def __init__(self, n: int, mode: str = "ternary", surrogate_name: str = "atan", slope: float = 2.0,
+                 threshold_init: float = 0.5, beta_init: float = 0.5, amplitude_mode: str = "shared") -> None:
+        if mode == "binary":
+            raise ConfigError("the ternary_lif neuron emits ternary spikes: use spike_mode ternary (or none)")
+        super().__init__(n, mode, surrogate_name, slope, threshold_init, amplitude_mode, "zero")
+        self.beta_logit = nn.Parameter(torch.full((1,), math.log(beta_init / (1 - beta_init))))
+        self.beta_u_raw = nn.Parameter(torch.zeros(1))
+
+    @property
+    def beta(self) -> Tensor:  # (1,), float32
+        return torch.sigmoid(self.beta_logit.float())
+
+    @property
+    def beta_u(self) -> Tensor:  # (1,), float32
+        return self.beta_u_raw.float().abs().clamp(max=BETA_U_MAX)
+
+    @property
+    def state_width(self) -> int:
+        return 2 * self.n
+
+    def decays(self) -> dict[str, Tensor]:
+        return {"beta": self.beta, "beta_u": self.beta_u}
+
+    def forward(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.mode == "none":
+            return x, x, mem
+        dtype = torch.promote_types(x.dtype, mem.dtype)
+        v0, u0 = mem.to(dtype)[:, :self.n], mem.to(dtype)[:, self.n:]
+        args = (x.to(dtype), v0, u0, self.beta.to(dtype), self.beta_u.to(dtype), self.th.to(dtype),
+                self.amplitude.to(dtype), self._sname, self._slope)
+        if self._fmt is not None:
+            out, s, v, u = _TLIFScanFixed.apply(*args, self._fmt)
+        else:
+            out, s, v, u = _TLIFScan.apply(*args)
+        return out, s, torch.cat([v, u], 1)
+
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token of :meth:`forward` without the sequence machinery: ``x`` (B, n), state
+        ``[v, u]`` (B, 2n) -> (out, spikes, new state)."""
+        if self.mode == "none":
+            return x, x, mem
+        if self._needs_forward(x, mem):
+            return super().step(x, mem)
+        if x.dtype != mem.dtype:
+            dtype = torch.promote_types(x.dtype, mem.dtype)
+            x, mem = x.to(dtype), mem.to(dtype)
+        beta, beta_u, th, nth, amp = self._step_constants(x.dtype, x.device)
+        u = torch.addcmul(x, beta_u, mem[:, self.n:])  # beta_u * u + x
+        m = torch.addcmul(u, beta, mem[:, :self.n])  # beta * v + u
+        s = torch.gt(m, th, out=torch.empty_like(m))
+        s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
+        return s * amp, s, torch.cat([m * (1.0 - s.abs()), u], 1)  # reset to zero
+
+    def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Readable reference through snnTorch's surrogate Functions (reset detached)."""
+        if self.mode == "none":
+            return x, x, mem
+        v, u = mem[:, :self.n], mem[:, self.n:]
+        beta, alpha = self.beta.to(x.dtype), self.beta_u.to(x.dtype)
+        spikes = []
+        for t in range(x.shape[1]):
+            u = alpha * u + x[:, t]
+            m = beta * v + u
+            s = self.fire(m)
+            v = m * (1 - s.detach().abs())
+            spikes.append(s)
+        s_all = torch.stack(spikes, dim=1)
+        return s_all * self.amplitude, s_all, torch.cat([v, u], 1)
+
+
+NEURON_CLASSES = {"subtract": SpikeLIF, "ternary_lif": TernaryLIFNeuron}

@@ -4,9 +4,9 @@ The student always uses the teacher's tokenizer and vocabulary, so a student
 whose ``vocab_size`` differs from the teacher's output width is refused with a
 :class:`TeacherError`. ``transformers`` is imported lazily (it is slow to import).
 
-``make_tiny_teacher`` builds a small random GPT-2 with a byte-level BPE trained
-on a given text, saved as an ordinary model directory; tests and demos use it so
-that nothing needs the network.
+``train_bpe`` and ``gpt2_model`` build a byte-level BPE and a fresh GPT-2 (the demo
+teacher is made of them); ``make_tiny_teacher`` saves a small random one, trained
+tokenizer included, as an ordinary model directory, so tests need no network.
 """
 
 from __future__ import annotations
@@ -128,6 +128,38 @@ def load_teacher(name_or_dir: str | os.PathLike, device: str | torch.device = "c
     )
 
 
+def teacher_context(name_or_dir: str | os.PathLike) -> int | None:
+    """The context (positions) a local teacher directory's configuration declares; None for a hub
+    name (not looked up here) or a configuration without one."""
+    p = Path(name_or_dir).expanduser()
+    if not p.is_dir():
+        return None
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(p))
+    except Exception as e:  # transformers raises many types (OSError, ValueError, ...)
+        raise TeacherError(f"cannot read the configuration of teacher {p} ({type(e).__name__})") from None
+    n = _config_int(cfg, "n_positions", "max_position_embeddings")
+    return n if n is not None and n > 0 else None
+
+
+def teacher_config_dir(name_or_dir: str | os.PathLike, directory: str | os.PathLike) -> Path:
+    """A directory holding the teacher's ``config.json``: its own directory when it is local, else
+    its hub configuration saved into ``directory`` (for tools that need only the shape)."""
+    p = Path(name_or_dir).expanduser()
+    if p.is_dir():
+        return p
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(name_or_dir))
+    except Exception as e:
+        raise TeacherError(f"cannot load the configuration of teacher {name_or_dir!r} ({type(e).__name__})") from None
+    cfg.save_pretrained(str(directory))
+    return Path(directory)
+
+
 def check_vocab(teacher: Teacher, student_vocab: int) -> None:
     """The student must predict exactly the teacher's vocabulary."""
     if student_vocab != teacher.vocab_size:
@@ -140,6 +172,38 @@ def check_vocab(teacher: Teacher, student_vocab: int) -> None:
                            f"only {teacher.vocab_size}")
 
 
+EOT = "<|endoftext|>"  # GPT-2's end-of-text token: the separator and end marker of our corpora
+
+
+def train_bpe(texts, vocab_size: int):
+    """A byte-level BPE (GPT-2 style, special token ``<|endoftext|>``) trained on the strings
+    ``texts``, as a ``PreTrainedTokenizerFast``. Its vocabulary can come out smaller than
+    ``vocab_size`` on a short text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOT, eos_token=EOT, unk_token=EOT,
+                                   model_max_length=10**9)
+
+
+def gpt2_model(vocab_size: int, eos_id: int, n_layer: int, n_embd: int, n_head: int, n_positions: int,
+               seed: int = 0, **config: Any):
+    """A freshly initialised ``GPT2LMHeadModel`` (weights drawn after ``torch.manual_seed(seed)``);
+    ``config``: further ``GPT2Config`` fields (e.g. dropout)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                     n_head=n_head, bos_token_id=eos_id, eos_token_id=eos_id, **config)
+    return GPT2LMHeadModel(cfg)
+
+
 def make_tiny_teacher(directory: str | os.PathLike, text: str, vocab_size: int = 320, n_layer: int = 2,
                       n_embd: int = 32, n_head: int = 2, n_positions: int = 128, seed: int = 0) -> Path:
     """Write a random tiny GPT-2 plus a byte-level BPE trained on ``text`` into ``directory``.
@@ -147,23 +211,9 @@ def make_tiny_teacher(directory: str | os.PathLike, text: str, vocab_size: int =
     The tokenizer's vocabulary can come out smaller than ``vocab_size`` on a short
     text; the model's vocabulary is set to the tokenizer's actual size.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator([text], trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                  unk_token="<|endoftext|>")
+    tok = train_bpe([text], vocab_size)
     tok.save_pretrained(d)
-    eos = bpe.token_to_id("<|endoftext|>")
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                     n_head=n_head, bos_token_id=eos, eos_token_id=eos)
-    GPT2LMHeadModel(cfg).save_pretrained(d)
+    gpt2_model(len(tok), tok.eos_token_id, n_layer, n_embd, n_head, n_positions, seed).save_pretrained(d)
     return d

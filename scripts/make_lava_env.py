@@ -6,7 +6,7 @@ torch 2.3 (a multi-GB download that the Lava side of goose-neuro never uses).
 So the environment is made from a Python 3.10 interpreter and the two packages
 are installed with ``--no-deps`` next to the small pinned set they really need
 (see docs/LOIHI_LAVA.md). The netx loader is then imported without torch by the
-stand-in modules of ``goose_neuro.export.lava_runner``.
+stand-in modules of ``goose_neuro.export.loihi.runner``.
 
 Usage::
 

@@ -62,7 +62,7 @@ def assets(tmp_path_factory) -> dict:
     from transformers import AutoTokenizer
 
     from goose_neuro.checkpoint import save_checkpoint
-    from goose_neuro.cli.export import export
+    from goose_neuro.export import export_checkpoint
     from goose_neuro.config import preset
     from goose_neuro.model import ASNNGoose
     from goose_neuro.teacher import make_tiny_teacher
@@ -78,9 +78,9 @@ def assets(tmp_path_factory) -> dict:
     tok.save_pretrained(str(ck))
     other = save_checkpoint(ASNNGoose(preset("tiny", vocab_size=len(tok) + 7)), root / "ck_other_vocab")
     a = {"root": root, "text": text, "teacher": tdir, "ck": ck, "ck_other_vocab": other,
-         "vocab": len(tok), "onnx": Path(export("onnx", str(ck), str(root / "onnx"))),
-         "loihi2": Path(export("loihi2", str(ck), str(root / "loihi2"))),
-         "onnx_other_vocab": Path(export("onnx", str(other), str(root / "onnx_other_vocab")))}
+         "vocab": len(tok), "onnx": export_checkpoint(ck, "onnx", root / "onnx"),
+         "loihi2": export_checkpoint(ck, "loihi2", root / "loihi2"),
+         "onnx_other_vocab": export_checkpoint(other, "onnx", root / "onnx_other_vocab")}
     _CACHE["a"] = a
     return a
 

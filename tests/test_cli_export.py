@@ -14,6 +14,7 @@ from goose_neuro.cli import export as export_cli
 from goose_neuro.cli import generate as generate_cli
 from goose_neuro.config import preset
 from goose_neuro.errors import ExportError
+from goose_neuro.export import export_checkpoint
 from goose_neuro.model import ASNNGoose
 
 TEXT = ("It was in July, 1805, and the speaker was the well-known Anna Pavlovna Scherer, "
@@ -138,12 +139,20 @@ def test_unknown_target(tmp_path, capsys):
     assert e.value.code == 2
     _one_line_error(capsys, "invalid choice")
     with pytest.raises(ExportError, match="unknown target"):
-        export_cli.export("tpu", str(tmp_path), str(tmp_path / "o"))
+        export_checkpoint(str(tmp_path), "tpu", str(tmp_path / "o"))
 
 
-def test_absent_optional_target_is_one_line(monkeypatch):
-    with pytest.raises(ExportError, match="target loihi is not available in this build"):
-        export_cli._optional("goose_neuro.export.no_such_module", "f", "loihi")
+def test_options_a_target_does_not_know_are_refused(exported, tmp_path, capsys):
+    ck = str(exported / "ck")
+    for target, extra, needle in (("onnx", ["--opt", "host=q16"], "unknown onnx export option(s): host"),
+                                  ("nir", ["--opt", "variant=int"], "unknown nir export option(s): variant"),
+                                  ("loihi2", ["--variant", "float"], "unknown Loihi export option(s): variant"),
+                                  ("loihi2", ["--opt", "dt=0.001"], "unknown Loihi export option(s): dt")):
+        assert export_cli.main(["--target", target, ck, "-o", str(tmp_path / "o"), *extra]) == 2
+        _one_line_error(capsys, needle)
+    assert not (tmp_path / "o").exists()
+    out = export_checkpoint(ck, "nir", tmp_path / "n", dt=0.002)  # the library call the CLI makes
+    assert json.loads((out / "nir_metadata.json").read_text())["dt"] == 0.002
 
 
 def test_check_rejects_mismatched_sidecar(exported, tmp_path, capsys):

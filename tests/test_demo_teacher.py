@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from goose_neuro import demo_teacher as dt
+from goose_neuro.data import tokenize_docs
+from goose_neuro.teacher import train_bpe
 
 MICRO = dt.DemoTeacherSpec(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=32, batch=8, lr=3e-3,
                            warmup=5, budget_s=1e6, max_steps=60, eval_windows=8, max_chars=80_000)
@@ -47,12 +49,13 @@ def test_split_refuses_empty_corpus():
 
 def test_tokenizer_round_trips():
     docs = list(islice(dt.iter_docstrings(dt.stdlib_source_files()[:30]), 200))
-    tok = dt.train_tokenizer(dt.EOT.join(docs), 400)
+    tok = train_bpe(docs, 400)
     assert 300 < len(tok) <= 400
     for s in (docs[0], docs[-1], "Return the size of a file, reported by os.stat().", "naïve café ✓ 日本"):
         assert tok.decode(tok(s, add_special_tokens=False)["input_ids"]) == s
-    ids = dt.encode(tok, f"a b{dt.EOT}c")
+    ids = tokenize_docs([("t", f"a b{dt.EOT}c")], tok)
     assert (ids == tok.eos_token_id).sum().item() == 2  # the separator and the final end-of-text
+    assert ids.tolist() == [*tok("a b")["input_ids"], tok.eos_token_id, *tok("c")["input_ids"], tok.eos_token_id]
 
 
 def test_micro_build_learns(micro_teacher):
@@ -73,7 +76,7 @@ def test_micro_teacher_loads_as_a_teacher(micro_teacher):
     d, _ = micro_teacher
     teacher = load_teacher(d)
     text = (d / dt.VAL_FILE).read_text(encoding="utf-8")[:2000]
-    ids = dt.encode(teacher.tokenizer, text)
+    ids = tokenize_docs([("val", text)], teacher.tokenizer).long()
     assert teacher.vocab_size == len(teacher.tokenizer) == json.loads((d / dt.CARD_FILE).read_text())["vocab"]
     assert teacher.max_positions == MICRO.n_positions
     assert ids.max().item() < teacher.vocab_size
@@ -90,7 +93,9 @@ def test_corpus_files_tokenize_like_the_data_module(micro_teacher, tmp_path):
     tok = AutoTokenizer.from_pretrained(d)
     ids = tokenize_source(d / dt.VAL_FILE, tok, cache_dir=tmp_path)
     n_docs = (d / dt.VAL_FILE).read_text(encoding="utf-8").count(dt.EOT) + 1
-    assert ids.tolist() == dt.encode(tok, (d / dt.VAL_FILE).read_text(encoding="utf-8")).tolist()
+    docs = (d / dt.VAL_FILE).read_text(encoding="utf-8").split(dt.EOT)
+    separately = [i for doc in docs for i in [*tok(doc, add_special_tokens=False)["input_ids"], tok.eos_token_id]]
+    assert ids.tolist() == separately  # each docstring followed by one end-of-text, as the build tokenized it
     assert (ids == tok.eos_token_id).sum().item() == n_docs
 
 
@@ -109,3 +114,24 @@ def test_cache_is_reused_and_damage_detected(micro_teacher, tmp_path, monkeypatc
     assert dt.read_card(copy) is None
     (copy / dt.CARD_FILE).unlink()
     assert dt.read_card(copy) is None
+
+
+def test_cache_root_expands_home_for_both_variables(monkeypatch, tmp_path):
+    from goose_neuro.data import default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("GOOSE_NEURO_CACHE", "GOOSE_CACHE"):
+        monkeypatch.delenv("GOOSE_NEURO_CACHE", raising=False)
+        monkeypatch.delenv("GOOSE_CACHE", raising=False)
+        monkeypatch.setenv(var, "~/gn-cache")
+        assert default_cache_dir() == tmp_path / "gn-cache"
+        assert dt.default_dir() == tmp_path / "gn-cache" / dt.DIR_NAME
+
+
+def test_demo_teacher_command_shows_the_cached_teacher(micro_teacher, capsys):
+    from goose_neuro.cli.demo_teacher import main
+
+    d, _ = micro_teacher
+    assert main(["--dir", str(d), "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "using cached" in out[0] and out[-1] == str(d)

@@ -3,7 +3,6 @@ calls each population's own step method and refreshes its fused weights when the
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -43,8 +42,11 @@ def _assert_same(got, st, ref, st_ref, tol=1e-12):
         assert torch.allclose(st[k], st_ref[k], rtol=0, atol=tol), (k, (st[k] - st_ref[k]).abs().max())
 
 
-@pytest.mark.parametrize("mode", ["ternary", "binary", "none"])
-@pytest.mark.parametrize("kw", [{}, {"amplitude_mode": "channel", "quantize_head": True}, {"tie_embeddings": True}])
+@pytest.mark.parametrize("mode,kw", [
+    (mode, kw) for mode in ("ternary", "binary", "none")
+    for kw in ({}, {"amplitude_mode": "channel", "quantize_head": True}, {"tie_embeddings": True})
+] + [("ternary", {"neuron": "ternary_lif"}), ("none", {"neuron": "ternary_lif"}),
+     ("ternary", {"neuron": "ternary_lif", "amplitude_mode": "channel"})])
 def test_fast_step_equals_sequence_mode_float64(mode, kw):
     m = _model(spike_mode=mode, **kw)
     tok = torch.randint(0, m.cfg.vocab_size, (3, 24))
@@ -114,17 +116,16 @@ def test_every_population_runs_its_own_step_method():
     _assert_same(got, st, ref, st_ref)
 
 
-def test_fixed_point_populations_take_the_fast_path_too():
-    m = _model(seed=3)
-    rng = np.random.default_rng(0)
-    specs = {}
-    for name, pop in m.populations().items():
-        th = pop.th.detach().numpy()
-        specs[name] = {"gain": 2.0 ** 11 / th, "dv": rng.integers(0, 4096, pop.n), "vth": 1 << 11, "x_bits": 18}
-    m.set_fixed_point(specs)
+@pytest.mark.parametrize("neuron", ["subtract", "ternary_lif"])
+def test_fixed_point_populations_take_the_fast_path_too(neuron):
+    from goose_neuro.fixed_point import neuron_format
+
+    m = _model(seed=3, neuron=neuron)
+    m.set_fixed_point(neuron_format(neuron, 11))
     tok = torch.randint(0, m.cfg.vocab_size, (2, 12))
     got, st, ref, st_ref = _run_both(m, FastStep(m), tok)
     _assert_same(got, st, ref, st_ref)
+    assert any(bool((v != 0).any()) for k, v in st.items() if k.endswith(".mem"))
 
 
 def test_fused_weights_follow_parameter_updates():

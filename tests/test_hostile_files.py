@@ -84,7 +84,7 @@ def run_dir(A, tmp_path_factory):
 def _trainer(teacher, ids, out, cache):
     from goose_neuro.config import preset
     from goose_neuro.data import split_tokens
-    from goose_neuro.trainer import TrainConfig, Trainer
+    from goose_neuro.training import TrainConfig, Trainer
 
     cfg = TrainConfig(steps=4, batch_size=2, seq_len=8, warmup=1, eval_every=100, ckpt_every=100, eval_windows=2,
                       max_windows=16, ce_only=True)
@@ -96,7 +96,7 @@ def _trainer(teacher, ids, out, cache):
 @pytest.mark.parametrize("name", ["training_state/state.safetensors", "training_state/state.json",
                                   "model.safetensors"])
 def test_resume_refuses_pickle_in_training_state(run_dir, tmp_path, name, kind):
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     ck = latest_checkpoint(run)
@@ -109,7 +109,7 @@ def test_resume_refuses_pickle_in_training_state(run_dir, tmp_path, name, kind):
 
 
 def test_resume_ignores_pickle_decoys_and_continues(run_dir, tmp_path):
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     ck = latest_checkpoint(run)
@@ -122,7 +122,7 @@ def test_resume_ignores_pickle_decoys_and_continues(run_dir, tmp_path):
 
 def test_goose_train_resume_with_pickle_is_one_line_exit_2(A, run_dir, tmp_path):
     from goose_neuro.cli.train import main
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     run = copy(run_dir["run"], tmp_path / "run")
     marker = tmp_path / "PWNED"
@@ -158,7 +158,7 @@ YAML_TAGS = [
 
 @pytest.mark.parametrize("i", range(len(YAML_TAGS)))
 def test_profile_yaml_python_tags_are_refused(tmp_path, i):
-    from goose_neuro.energy.profiles import load_profile
+    from goose_neuro.hardware_profiles import load_profile
 
     marker = tmp_path / "PWNED"
     prof = tmp_path / "evil.yaml"
@@ -228,7 +228,7 @@ def test_goose_generate_on_bad_onnx_is_one_line_exit_2(A, tmp_path, how):
 
 
 # -- Loihi packages and netx chains ----------------------------------------------------------------
-NET_CASES = ["garbage", "empty", "pickle", "wrong_weights", "wrong_type", "outside"]
+NET_CASES = ["garbage", "empty", "pickle", "wrong_type", "wrong_shape", "outside"]
 
 
 def _net_case(A, tmp_path, how: str) -> Path:
@@ -244,13 +244,14 @@ def _net_case(A, tmp_path, how: str) -> Path:
         net.write_bytes(b"")
     elif how == "pickle":
         net.write_bytes(pickle_bytes(tmp_path / "PWNED"))
-    elif how in ("wrong_weights", "wrong_type"):
+    elif how in ("wrong_type", "wrong_shape"):
         with h5py.File(net, "r+") as f:
-            if how == "wrong_weights":
-                w = f["layer/0/weight"]
-                w[0, 0] = 1 - int(w[0, 0])
-            else:
+            if how == "wrong_type":
                 f["layer/0/type"][0] = np.bytes_(b"conv")
+            else:
+                w = f["layer/0/weight"][()]
+                del f["layer/0/weight"]
+                f["layer/0/weight"] = w[:-1]
     elif how == "outside":
         man["chains"][1]["net_file"] = "../../../etc/hosts"
         (pkg / "manifest.json").write_text(json.dumps(man))
@@ -259,32 +260,51 @@ def _net_case(A, tmp_path, how: str) -> Path:
 
 @pytest.mark.parametrize("how", NET_CASES)
 def test_net_files_are_validated_before_lava_runs(A, tmp_path, how, monkeypatch):
-    """check_lava refuses a malformed chain file before starting the Lava runner."""
-    from goose_neuro.export import lava_check
+    """goose-check lava refuses a malformed chain file (ExportError naming it) before it loads the
+    checkpoint or starts the Lava runner."""
+    from goose_neuro.export.loihi import check
 
     def no_lava(*a, **k):
         raise AssertionError("Lava was started on an unvalidated package")
 
-    monkeypatch.setattr(lava_check, "run_in_lava", no_lava)
+    monkeypatch.setattr(check, "run_in_lava", no_lava)
     pkg = _net_case(A, tmp_path, how)
-    with pytest.raises(ExportError, match="net"):
-        lava_check.check_lava(pkg, None, None, tokens=[1, 2, 3])
+    with pytest.raises(ExportError, match="net|outside"):
+        check.check_lava(pkg, tmp_path / "no-checkpoint", tokens=[1, 2, 3])
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_changed_net_weights_are_named_by_the_static_check(A, tmp_path):
+    """Weights that load but differ from the checkpoint's are a failed check naming the file."""
+    import h5py
+
+    from goose_neuro.checkpoint import load_checkpoint
+    from goose_neuro.export.loihi import load_package
+    from goose_neuro.export.loihi.check import compare_static
+
+    pkg = copy(A["loihi2"], tmp_path / "pkg")
+    man = json.loads((pkg / "manifest.json").read_text())
+    with h5py.File(pkg / man["chains"][1]["net_file"], "r+") as f:
+        w = f["layer/0/weight"]
+        w[0, 0] = 1 - int(w[0, 0])
+    model, _ = load_checkpoint(A["ck"])
+    rep = compare_static(load_package(pkg), model)
+    assert not rep["identical"] and any(man["chains"][1]["net_file"] in d for d in rep["differences"])
 
 
 def test_params_npz_with_pickled_object_array_is_refused(A, tmp_path):
     """np.load never unpickles: an object array in params.npz is an ExportError."""
     import numpy as np
 
-    from goose_neuro.export.loihi import load_int_model
+    from goose_neuro.export.loihi import load_package
 
     pkg = copy(A["loihi2"], tmp_path / "pkg")
     with np.load(pkg / "params.npz") as z:
         params = {k: z[k] for k in z.files}
-    params["exp2_table"] = np.array([Payload(tmp_path / "PWNED")], dtype=object)
+    params["L0.ln1.weight"] = np.array([Payload(tmp_path / "PWNED")], dtype=object)
     np.savez(pkg / "params.npz", **params)
-    with pytest.raises(ExportError):
-        load_int_model(pkg)
+    with pytest.raises(ExportError, match="params unreadable"):
+        load_package(pkg)
     assert not (tmp_path / "PWNED").exists()
 
 

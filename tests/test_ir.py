@@ -79,7 +79,9 @@ def test_amplitude_is_folded_into_scales():
     n = g.nodes["L0.tm.key"]
     np.testing.assert_array_equal(n.scale_pos, (wp * a).numpy())
     np.testing.assert_array_equal(n.scale_neg, (wn * a).numpy())
-    assert g.nodes["L0.tm.lif_in"].spike_name == "L0.tm_in"
+    assert set(g.of_type(LIF)) == set(m.populations())  # the IR node name is the population's one name
+    assert all(node.state == f"{name}.mem" for name, node in g.of_type(LIF).items())
+    assert not hasattr(g.nodes["L0.tm.lif_in"], "spike_name")
 
 
 def test_channel_amplitude_becomes_scale_node_and_graded_synapse():
@@ -168,8 +170,8 @@ def test_validate_names_offending_node_and_edge():
     with pytest.raises(ExportError, match="L0.add_tm"):
         g.validate()
     g = _small_graph()
-    g.nodes["L1.tm.lif_in"].state = "L0.tm_mem_in"
-    with pytest.raises(ExportError, match=r"L1\.tm\.lif_in.*L0\.tm_mem_in"):
+    g.nodes["L1.tm.lif_in"].state = "L0.tm.lif_in.mem"
+    with pytest.raises(ExportError, match=r"L1\.tm\.lif_in.*L0\.tm\.lif_in\.mem"):
         g.validate()
     g = _small_graph()
     g.states["L0.wkv_a"] = StateSpec(5)

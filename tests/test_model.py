@@ -58,7 +58,9 @@ def test_spikes_take_only_allowed_values(mode, values):
     m = _model(mode)
     with torch.no_grad():
         out = m.run(torch.randint(0, m.cfg.vocab_size, (4, 20)), collect=True)
-    assert set(out.spikes) == {f"L{i}.{n}" for i in range(2) for n in ("tm_in", "tm_out", "cm_in", "cm_hid")}
+    names = {f"L{i}.{n}" for i in range(2) for n in ("tm.lif_in", "tm.lif_out", "cm.lif_in", "cm.lif_hid")}
+    assert set(out.spikes) == names == set(m.populations())  # one name per population: its module path
+    assert {f"{n}.mem" for n in names} <= set(m.state_spec())  # and its membrane state "<name>.mem"
     seen = set()
     for name, s in out.spikes.items():
         u = set(s.unique().tolist())

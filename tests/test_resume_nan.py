@@ -47,7 +47,7 @@ def test_nan_mid_run_is_skipped_counted_logged_and_training_continues(A, tmp_pat
     argv = ["--teacher", str(A["teacher"]), "--data", str(A["text"]), "--preset", "tiny", "--out", str(out),
             "--steps", "8", "--batch-size", "2", "--seq-len", "8", "--ce-only", "--eval-every", "100",
             "--ckpt-every", "4", "--eval-windows", "2", "--threads", "1", "--cache-dir", str(tmp_path / "c")]
-    with caplog.at_level(logging.WARNING, logger="goose_neuro.trainer"):
+    with caplog.at_level(logging.WARNING, logger="goose_neuro.training"):
         code, stdout, err = run_cli(main, argv)
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
@@ -68,7 +68,7 @@ def _trainer(A, out: Path, cache: Path):
     from goose_neuro.config import preset
     from goose_neuro.data import split_tokens, tokenize_source
     from goose_neuro.teacher import load_teacher
-    from goose_neuro.trainer import TrainConfig, Trainer
+    from goose_neuro.training import TrainConfig, Trainer
 
     teacher = _trainer.teacher = getattr(_trainer, "teacher", None) or load_teacher(A["teacher"])
     ids = tokenize_source(A["text"], teacher.tokenizer, cache)
@@ -81,7 +81,7 @@ def _trainer(A, out: Path, cache: Path):
 def test_resume_from_killed_run_directory_matches_uninterrupted(A, tmp_path):
     from safetensors.torch import load_file
 
-    from goose_neuro.trainer import latest_checkpoint
+    from goose_neuro.training import latest_checkpoint
 
     torch.set_num_threads(1)
     cache = tmp_path / "c"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from goose_neuro import data as data_mod  # noqa: E402
-from goose_neuro.data import (WindowPool, rank_shard, read_texts, split_tokens,  # noqa: E402
-                              tokenize_source, tokenizer_fingerprint)
+from goose_neuro.data import WindowPool, rank_shard, read_texts, split_tokens, tokenize_source  # noqa: E402
 from goose_neuro.errors import DataError, TeacherError  # noqa: E402
 from goose_neuro.teacher import check_context, check_vocab, load_teacher, make_tiny_teacher  # noqa: E402
+from goose_neuro.tokenizer import as_tokenizer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -114,12 +115,12 @@ def test_tokenize_is_cached_by_tokenizer_and_content(tmp_path, teacher_dir, monk
     def boom(*a, **k):
         raise AssertionError("retokenized")
 
-    monkeypatch.setattr(data_mod, "_tokenize_docs", boom)
+    monkeypatch.setattr(data_mod, "tokenize_docs", boom)
     assert torch.equal(tokenize_source(f, tok, tmp_path / "cache"), ids)  # served from the cache
     f.write_text(corpus(21))
     with pytest.raises(AssertionError, match="retokenized"):  # new content -> new key
         tokenize_source(f, tok, tmp_path / "cache")
-    assert len(tokenizer_fingerprint(tok)) == 16
+    assert as_tokenizer(tok).fingerprint() == hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
 
 def test_windows_are_deterministic_by_seed_and_step():

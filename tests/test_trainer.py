@@ -20,7 +20,7 @@ from goose_neuro.config import preset  # noqa: E402
 from goose_neuro.data import split_tokens, tokenize_source  # noqa: E402
 from goose_neuro.errors import TeacherError  # noqa: E402
 from goose_neuro.teacher import load_teacher, make_tiny_teacher  # noqa: E402
-from goose_neuro.trainer import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
+from goose_neuro.training import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
 
 
 def corpus(n: int = 300, seed: int = 0) -> str:
@@ -184,3 +184,81 @@ def test_cli_errors_are_one_line_exit_2(env, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_main(base + ["--data", "x", "--kl", "sideways"])
     assert e.value.code == 2
+
+
+def test_train_config_is_frozen_with_real_lists():
+    import dataclasses
+
+    from goose_neuro.cli.train import build_parser, train_config
+    from goose_neuro.errors import ConfigError
+
+    cfg = TrainConfig(pocl_taus=[1, 2, 3])
+    assert cfg.pocl_taus == (1.0, 2.0, 3.0) and cfg.pocl_fractions == (0.3333, 0.6667, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 5
+    with pytest.raises(ConfigError, match="pocl_taus must be a list of numbers"):
+        TrainConfig(pocl_taus="1,2,3")
+    # stored as JSON lists; a config stored by an earlier version (comma-separated strings) reads back the same
+    stored = cfg.to_dict()
+    assert stored["pocl_taus"] == [1.0, 2.0, 3.0] and TrainConfig.from_dict(stored) == cfg
+    legacy = {**stored, "pocl_fractions": "0.3333,0.6667,1", "pocl_taus": "1,2,3"}
+    assert TrainConfig.from_dict(legacy) == cfg and cfg.differs_from(TrainConfig.from_dict(legacy)) == []
+    assert TrainConfig(steps=7, eval_every=3).differs_from(TrainConfig(steps=7)) == []  # cadence only
+    assert TrainConfig(lr=1e-3).differs_from(TrainConfig()) == ["lr"]
+    # the command line parses the lists
+    a = build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o", "--pocl-taus", "1,1.5,3",
+                                   "--pocl-ends", "0.5"])
+    got = train_config(a)
+    assert got.pocl_taus == (1.0, 1.5, 3.0) and got.pocl_ends == (0.5,) and got.pocl_alphas == (0.5, 0.6, 0.7)
+    assert train_config(build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o"])) == TrainConfig()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o", "--pocl-taus", "1,x"])
+
+
+def test_distill_labels_every_checkpoint(env, tmp_path):
+    """distill() is the library pipeline: what it returns is goose-train's summary, and ``meta``
+    reaches every checkpoint it writes (the demo labels its student this way)."""
+    from goose_neuro.checkpoint import read_checkpoint_config
+    from goose_neuro.distill import distill
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(steps=2, batch_size=2, seq_len=8, eval_every=2, ckpt_every=1, eval_windows=2,
+                      keep_checkpoints=2)
+    s = distill(env["tdir"], env["root"] / "text.txt", out, train=cfg, preset="tiny", threads=1,
+                cache_dir=tmp_path / "c", meta={"label": "a test student"})
+    assert s["rank"] == 0 and s["step"] == 2 and s["student_ppl"] > 1 and s["teacher_ppl"] > 1
+    for d in (out, out / "checkpoints" / "step_0000001", out / "checkpoints" / "step_0000002"):
+        meta = read_checkpoint_config(d)["meta"]
+        assert meta["label"] == "a test student" and meta["train"] == cfg.to_dict()
+    assert read_checkpoint_config(out)["meta"]["eval"]["student_ppl"] == s["student_ppl"]
+
+
+def test_fixed_point_fine_tune_from_a_float_student(env, tmp_path, capsys):
+    """goose-train --fixed-point --init: a float student continues with the deployed integer
+    neurons from its own weights; the checkpoint records the format; an --init of another
+    architecture is a one-line error."""
+    from goose_neuro.model import ASNNGoose
+    from goose_neuro.training.loop import init_from_checkpoint
+
+    common = ["--teacher", str(env["tdir"]), "--data", str(env["root"] / "text.txt"), "--preset", "tiny",
+              "--batch-size", "2", "--seq-len", "8", "--eval-every", "2", "--ckpt-every", "2", "--eval-windows", "2",
+              "--cache-dir", str(tmp_path / "c"), "--threads", "1", "--steps", "2"]
+    assert train_main([*common, "--neuron", "ternary_lif", "--out", str(tmp_path / "float")]) == 0
+    float_model, _ = load_checkpoint(tmp_path / "float")
+    assert not float_model.cfg.fixed_point and float_model.cfg.neuron == "ternary_lif"
+    m = ASNNGoose(preset("tiny", vocab_size=env["teacher"].vocab_size, neuron="ternary_lif", fixed_point=True,
+                         frac_bits=10))
+    init_from_checkpoint(m, tmp_path / "float")
+    for (k, a), b in zip(m.state_dict().items(), float_model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert train_main([*common, "--neuron", "ternary_lif", "--fixed-point", "--frac-bits", "10", "--init",
+                       str(tmp_path / "float"), "--out", str(tmp_path / "fixed")]) == 0
+    fixed, info = load_checkpoint(tmp_path / "fixed")
+    assert fixed.cfg.fixed_point and fixed.cfg.frac_bits == 10 and info["meta"]["init"] == str(tmp_path / "float")
+    assert all(p.fixed_format is not None and p.fixed_format.frac_bits == 10 for p in fixed.populations().values())
+    assert any(not torch.equal(a, b) for a, b in zip(fixed.state_dict().values(), float_model.state_dict().values()))
+    capsys.readouterr()
+    assert train_main([*common, "--fixed-point", "--init", str(tmp_path / "float"), "--out",
+                       str(tmp_path / "other")]) == 2  # the float run used ternary_lif, this one subtract
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs from this run's in neuron" in err[0]

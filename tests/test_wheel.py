@@ -88,12 +88,16 @@ def test_wheel_contents(installed):
     profiles = sorted(p.name for p in (REPO / "hardware_profiles").glob("*.yaml"))
     assert profiles and all(f"goose_neuro/hardware_profiles/{n}" in names for n in profiles)
     assert "goose_neuro/export/lower.py" in names and "goose_neuro/energy/api.py" in names
+    assert "goose_neuro/hardware_profiles/schema.py" in names  # the loader ships with its data
+    assert "goose_neuro/energy/calibration_data/blouw2019_kws.yaml" in names
+    assert "goose_neuro/training/loop.py" in names and "goose_neuro/tokenizer.py" in names
+    assert "goose_neuro/export/loihi/runner.py" in names and "goose_neuro/export/loihi/host.py" in names
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"export", "energy", "hardware_profiles", "tests"}  # nothing generic at top level
 
 
 def test_installed_package_is_the_wheel(installed):
-    code = ("import goose_neuro, goose_neuro.energy.profiles as p, json; "
+    code = ("import goose_neuro, goose_neuro.hardware_profiles as p, json; "
             "print(json.dumps([goose_neuro.__file__, sorted(p.builtin_profiles())]))")
     out = _run([installed["py"], "-c", code], cwd=installed["work"], env=installed["env"]).stdout
     path, profiles = json.loads(out.strip().splitlines()[-1])
@@ -108,6 +112,7 @@ def test_console_scripts_run(installed):
     out = _run([b / "goose-energy", "--help"], cwd=work, env=env).stdout
     assert "--profile" in out and "loihi2" in out
     assert "--quick" in _run([b / "goose-demo", "--help"], cwd=work, env=env).stdout
+    assert "--pocl-taus" in _run([b / "goose-train", "--help"], cwd=work, env=env).stdout
 
 
 def test_tiny_export_from_the_wheel(installed):

@@ -1,7 +1,7 @@
 """goose-check: verify an export against the PyTorch model.
 
     goose-check onnx OUT/ --checkpoint CKPT --text FILE [--tokens N] [--json]
-    goose-check lava ...          (registered when goose_neuro.cli.check_lava is present)
+    goose-check lava PKG/ --checkpoint CKPT --text FILE [--json]   (goose_neuro.cli.check_lava)
 
 Exit codes: 0 all checks pass; 1 a check ran and failed (the figures are printed and
 stderr names the failing numbers); 2 bad input (one line on stderr).
@@ -9,11 +9,10 @@ stderr names the failing numbers); 2 bad input (one line on stderr).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Sequence
 
-from goose_neuro.cli import finish_check, make_parser, run_cli
+from goose_neuro.cli import check_lava, finish_check, make_parser, run_cli
 
 
 def _add_onnx(sub) -> None:
@@ -59,24 +58,11 @@ def _run_onnx(a) -> int:
     return finish_check("goose-check", rep, a.json, _print_report, failure_line)
 
 
-def _add_optional(sub) -> None:
-    """Subcommands other parts of the build provide (skipped when absent)."""
-    try:
-        mod = importlib.import_module("goose_neuro.cli.check_lava")
-    except ModuleNotFoundError as e:
-        if e.name and "goose_neuro.cli.check_lava".startswith(e.name):
-            return
-        raise
-    mod.add_parser(sub)
-    if "lava" in sub.choices:
-        sub.choices["lava"].set_defaults(run=mod.run)
-
-
 def _body(argv: Sequence[str] | None) -> int:
     p = make_parser("goose-check", "Check an export against the PyTorch model.")
     sub = p.add_subparsers(dest="command", required=True)
     _add_onnx(sub)
-    _add_optional(sub)
+    check_lava.add_parser(sub)
     a = p.parse_args(argv)
     return a.run(a)
 

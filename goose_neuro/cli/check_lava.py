@@ -1,11 +1,12 @@
-"""``goose-check lava OUT/ [--checkpoint CKPT --text FILE] [--json]``.
+"""``goose-check lava PACKAGE --checkpoint CKPT --text FILE [--json]``.
 
-Runs an exported Loihi / Loihi 2 package in Lava (``Loihi2SimCfg``, fixed point, in the Python 3.10
-environment made by ``make lava-env``) and compares it bit for bit with the integer reference; with
-``--checkpoint`` and ``--text`` also compares the integer reference with the PyTorch model (argmax
-agreement >= 99% against the PyTorch model running the package's fixed-point neurons where the
-package allows it, perplexity within 2% of the float-neuron model). Exit 0 pass, 1 a check
-failed, 2 bad input.
+Checks that a Loihi / Loihi 2 package computes what the checkpoint's student computes with the
+integer neurons it deploys with (its own, when it was trained with ``--fixed-point``): the
+package's parameters against a fresh quantization of the checkpoint, a Lava simulation
+(``Loihi2SimCfg``, fixed point, lava-nc's own process models where they exist, in the Python 3.10
+environment made by ``make lava-env``) spike for spike against the checkpoint's model, and the
+deployed arithmetic's perplexity against the trained model's. Exit 0 pass, 1 a check failed (one
+line names what differs), 2 bad input (a malformed package, a missing file).
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from goose_neuro.errors import GooseError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("lava", help="Lava simulation vs integer reference vs PyTorch")
+    p = subparsers.add_parser("lava", help="Lava simulation of a Loihi package vs the checkpoint's model")
     p.add_argument("package", help="directory written by goose-export --target loihi|loihi2")
-    p.add_argument("--checkpoint", help="checkpoint the package was exported from")
-    p.add_argument("--text", help="UTF-8 text file (tokens for both checks)")
-    p.add_argument("--lava-tokens", type=int, default=16, help="tokens simulated in Lava")
-    p.add_argument("--eval-tokens", type=int, default=256, help="next-token predictions compared with PyTorch")
-    p.add_argument("--min-agreement", type=float, default=0.99, help="argmax agreement required")
-    p.add_argument("--ppl-rtol", type=float, default=0.02, help="allowed relative perplexity difference")
+    p.add_argument("--checkpoint", required=True, help="checkpoint the package was exported from (the reference)")
+    p.add_argument("--text", required=True, help="UTF-8 text file (tokens for the checks)")
+    p.add_argument("--lava-tokens", type=int, default=128, help="tokens simulated in Lava")
+    p.add_argument("--eval-tokens", type=int, default=512,
+                   help="next-token predictions for the perplexity check (PyTorch)")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="Lava vs checkpoint argmax agreement required")
+    p.add_argument("--ppl-rtol", type=float, default=0.02,
+                   help="allowed relative perplexity difference, deployed vs trained")
     p.add_argument("--lava-python", help="interpreter of the Lava environment (default .venv-lava)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed for the Lava run")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -32,35 +35,36 @@ def add_parser(subparsers) -> None:
 
 
 def _print(rep: dict) -> None:
-    rows = [("target", rep["target"])]
-    if "float" in rep:
-        f = rep["float"]
-        rows += [("eval tokens", f["eval_tokens"]), ("PyTorch reference", f["reference"]),
-                 ("argmax agreement int vs PyTorch", f"{f['argmax_agreement']:.2%}")]
-        if "spike_mismatches_vs_pytorch" in f:
-            rows += [("spike mismatches int vs PyTorch", f"{f['spike_mismatches_vs_pytorch']} of {f['spikes_total']}"),
-                     ("argmax agreement vs float neurons", f"{f['argmax_agreement_float_neurons']:.2%}")]
-        rows += [("perplexity float / int", f"{f['ppl_float']:.3f} / {f['ppl_int']:.3f} ({f['ppl_rel_diff']:.2%})")]
-    lv = rep["lava"]
-    rows += [("lava tokens", lv["tokens"]), ("lava spike mismatches", f"{lv['spike_mismatches']} of "
-                                                                      f"{lv['spikes_total']} spikes"),
-             ("lava logits", "identical" if lv["logits_identical"] else f"max |diff| {lv['logits_max_abs_diff']:.3g}"),
-             ("lava tokens/s (Loihi2SimCfg)", f"{lv['lava_tokens_per_s']:.2f}")]
+    lv, q = rep["lava"], rep["quality"]
+    rows = [("target / neuron", f"{rep['target']} / {rep['neuron']}"), ("reference", rep["reference"])]
+    if "static" in rep:
+        st = rep["static"]
+        rows.append(("package vs checkpoint quantization", "identical" if st["identical"] else
+                     f"{len(st['differences'])} differences: {'; '.join(st['differences'][:2])}"))
+    rows += [("lava tokens", lv["tokens"]),
+             ("lava spikes differing", f"{lv['spike_mismatches']} of {lv['spikes_total']}"),
+             ("lava population inputs differing", lv["input_mismatches"]),
+             ("lava logits max |diff|", f"{lv['logits_max_abs_diff']:.3g}"),
+             ("lava argmax agreement", f"{lv['argmax_agreement']:.2%}"),
+             ("lava / reference perplexity", f"{lv['ppl_lava']:.3f} / {lv['ppl_reference']:.3f}"),
+             ("lava tokens/s (Loihi2SimCfg)", f"{lv['lava_tokens_per_s']:.2f}"),
+             ("lava process models", ", ".join(m.rsplit(".", 1)[-1] for ms in lv["models"].values() for m in ms)),
+             (f"perplexity trained / deployed ({q['eval_tokens']} tok)",
+              f"{q['ppl_trained']:.3f} / {q['ppl_deployed']:.3f} ({q['ppl_rel_diff']:.2%})"),
+             ("argmax agreement deployed vs trained", f"{q['argmax_agreement_trained']:.2%}")]
     rows += [(f"check {k}", "pass" if ok else "FAIL") for k, ok in rep["checks"].items()]
-    sys.stdout.write("".join(f"{k:34s} {v}\n" for k, v in rows))
+    sys.stdout.write("".join(f"{k:40s} {v}\n" for k, v in rows))
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from goose_neuro.export.lava_check import check_lava, failure_line
+    from goose_neuro.export.loihi.check import check_lava, failure_line
 
-    if (args.checkpoint is None) != (args.text is None):
-        raise GooseError("--checkpoint and --text go together")
-    if args.text is None:
-        raise GooseError("--text and --checkpoint are required (tokens to run)")
-    if args.lava_tokens < 1 or args.eval_tokens < 1:
-        raise GooseError("--lava-tokens and --eval-tokens must be >= 1")
+    if args.lava_tokens < 2 or args.eval_tokens < 2:
+        raise GooseError("--lava-tokens and --eval-tokens must be >= 2")
+    if not 0 < args.min_agreement <= 1 or args.ppl_rtol < 0:
+        raise GooseError("--min-agreement must be in (0, 1] and --ppl-rtol >= 0")
     py = Path(args.lava_python) if args.lava_python else None
     if py is not None and not py.is_file():
         raise GooseError(f"--lava-python {py}: no such interpreter")

@@ -6,7 +6,7 @@
 Stages, each also a command of its own (the demo only chains them and prints the
 equivalent commands into ``OUT/SUMMARY.md``)::
 
-    teacher        the cached demo teacher (python -m goose_neuro.demo_teacher), or --teacher
+    teacher        the cached demo teacher (python -m goose_neuro.cli.demo_teacher), or --teacher
     train          goose-train                      -> OUT/student/
     export onnx    goose-export --target onnx       -> OUT/onnx/
     check onnx     goose-check onnx                 -> OUT/checks/onnx.json
@@ -14,16 +14,14 @@ equivalent commands into ``OUT/SUMMARY.md``)::
     check lava     goose-check lava (needs .venv-lava; skipped, with the reason, without it)
     energy         goose-energy                     -> OUT/energy/report.md (+ plots)
 
-A stage whose code is not in this build is reported as "not available"; a stage
-that fails is reported with its message and the stages that need its output are
-skipped. Exit code: 0 when every stage that ran passed, 1 otherwise, 2 bad options.
+Each stage calls the library function its command calls (``distill``,
+``export_checkpoint``, ``check_onnx``, ``check_lava``, ``energy_report``). A stage that
+fails is reported with its message and the stages that need its output are skipped.
+Exit code: 0 when every stage that ran passed, 1 otherwise, 2 bad options.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
 import json
 import logging
 import os
@@ -41,14 +39,10 @@ from goose_neuro.errors import CheckFailed, DataError, GooseError
 PROG = "goose-demo"
 log = logging.getLogger(__name__)
 
-OK, FAILED, SKIPPED, NA = "ok", "FAILED", "skipped", "not available"
+OK, FAILED, SKIPPED = "ok", "FAILED", "skipped"
 # A check whose correctness part passed (Lava equals the integer reference bit for bit) but whose
 # quality target (integer vs float agreement) was missed: reported, but not a broken pipeline.
 BELOW = "below target"
-
-
-class Unavailable(Exception):
-    """A stage's code is not part of this build."""
 
 
 class Skip(Exception):
@@ -124,10 +118,11 @@ def build_parser():
 
 def make_plan(a) -> Plan:
     """Resolve teacher and data (building or reusing the demo teacher) and the run sizes."""
-    import torch
-
     from goose_neuro import demo_teacher as dt
+    from goose_neuro.data import default_cache_dir
     from goose_neuro.fileio import check_writable_dir
+    from goose_neuro.teacher import teacher_context
+    from goose_neuro.training.distributed import pick_threads, set_threads
 
     out = check_writable_dir(a.out)  # created only once the options are known good (_eval_file)
     if a.steps is not None and a.steps < 1:
@@ -135,27 +130,24 @@ def make_plan(a) -> Plan:
     quick = bool(a.quick)
     if a.threads is not None and a.threads < 1:
         raise GooseError(f"--threads must be >= 1 (got {a.threads})")
-    threads = a.threads or dt.pick_threads()
-    torch.set_num_threads(threads)
+    threads = a.threads or pick_threads()
+    set_threads(threads)
     sizes = dict(steps=a.steps or (30 if quick else 300), preset=a.preset or ("tiny" if quick else "small"),
                  batch_size=8, seq_len=64, eval_every=10 if quick else 100, check_tokens=128 if quick else 512,
                  gen_tokens=8 if quick else 32, energy_tokens=256 if quick else 2048,
-                 lava_tokens=8 if quick else 16, threads=threads, cache_dir=str(dt.cache_root()))
+                 lava_tokens=16 if quick else 128, threads=threads, cache_dir=str(default_cache_dir()))
     if a.teacher is not None and a.data is None:
         raise DataError("--teacher needs --data (the text to distil on), e.g. --data hf:wikitext:wikitext-2-raw-v1")
     if a.teacher is None:
         spec = dt.DemoTeacherSpec(budget_s=a.teacher_budget) if a.teacher_budget else dt.DemoTeacherSpec()
         d = dt.ensure_demo_teacher(spec=spec, log=_say)
-        card = dt.read_card(d) or {}
-        train = a.data or str(d / dt.TRAIN_FILE)
-        val = a.val_data or (None if a.data else str(d / dt.VAL_FILE))
-        sizes["seq_len"] = min(sizes["seq_len"], _context(d))
-        plan = Plan(out, str(d), train, val, True, teacher_card=card, **sizes)
-        plan.eval_file = _eval_file(val or train, out, whole=val is not None)
-        return plan
-    sizes["seq_len"] = min(sizes["seq_len"], _context(a.teacher))
-    plan = Plan(out, a.teacher, a.data, a.val_data, False, **sizes)
-    plan.eval_file = _eval_file(a.val_data or a.data, out, whole=a.val_data is not None)
+        teacher, card = str(d), dt.read_card(d) or {}
+        train, val = a.data or str(d / dt.TRAIN_FILE), a.val_data or (None if a.data else str(d / dt.VAL_FILE))
+    else:
+        teacher, card, train, val = a.teacher, {}, a.data, a.val_data
+    sizes["seq_len"] = min(sizes["seq_len"], teacher_context(teacher) or sizes["seq_len"])
+    plan = Plan(out, teacher, train, val, a.teacher is None, teacher_card=card, **sizes)
+    plan.eval_file = _eval_file(val or train, out, whole=val is not None)
     return plan
 
 
@@ -170,8 +162,8 @@ def _eval_file(source: str, out: Path, whole: bool) -> str:
     text are written to ``OUT/eval.txt``: goose-train holds out the end of --data for
     validation, so this is (about) the held-out part.
     """
-    from goose_neuro.data import read_texts
     from goose_neuro.fileio import atomic_write_text
+    from goose_neuro.text import read_texts
 
     if whole and Path(source).is_file():
         out.mkdir(parents=True, exist_ok=True)
@@ -183,16 +175,6 @@ def _eval_file(source: str, out: Path, whole: bool) -> str:
     return str(path)
 
 
-def _context(teacher: str | os.PathLike) -> int:
-    """The teacher's context from its config.json when it is a local directory (else no limit here)."""
-    try:
-        cfg = json.loads((Path(teacher) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 1 << 30
-    n = cfg.get("n_positions") or cfg.get("max_position_embeddings")
-    return int(n) if isinstance(n, int) and n > 0 else 1 << 30
-
-
 def _say(msg: str) -> None:
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
@@ -200,16 +182,6 @@ def _say(msg: str) -> None:
 
 def _cmd(*parts: Any) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts if p is not None and p != "")
-
-
-def _optional_import(module: str):
-    """Import a module another part of the build provides; Unavailable when it is absent."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            raise Unavailable(f"{module} is not in this build") from None
-        raise
 
 
 # -- stages -----------------------------------------------------------------------------------
@@ -221,41 +193,32 @@ def stage_teacher(plan: Plan, st: Stage) -> None:
                      f"val ppl {p.get('val_trained')} (untrained {p.get('val_random_init')}, "
                      f"unigram {p.get('val_unigram')})")
         st.figures = {"label": card.get("label"), "ppl": p, "build_seconds": card.get("build_seconds")}
-        st.command = _cmd("python", "-m", "goose_neuro.demo_teacher")
+        st.command = _cmd("python", "-m", "goose_neuro.cli.demo_teacher")
     else:
-        st.result = f"teacher {plan.teacher} (loaded by goose-train)"
+        st.result = f"teacher {plan.teacher} (loaded by the train stage)"
     st.outputs = [plan.teacher]
     st.status = OK
 
 
-def _train_argv(plan: Plan) -> list[str]:
-    argv = ["--teacher", plan.teacher, "--data", plan.train_text, "--out", str(plan.student),
-            "--preset", plan.preset, "--steps", str(plan.steps), "--batch-size", str(plan.batch_size),
-            "--seq-len", str(plan.seq_len), "--eval-every", str(plan.eval_every), "--ckpt-every", str(plan.steps),
-            "--keep-checkpoints", "1", "--warmup", str(min(50, max(1, plan.steps // 10)))]
-    if plan.val_text:
-        argv += ["--val-data", plan.val_text]
-    argv += ["--threads", str(plan.threads)]
-    if plan.cache_dir:
-        argv += ["--cache-dir", plan.cache_dir]
-    return argv
+STUDENT_LABEL = ("ASNN-Goose student distilled by goose-demo from the demo teacher "
+                 "(GPT-2 trained on Python standard-library docstrings)")
 
 
 def stage_train(plan: Plan, st: Stage) -> None:
-    from goose_neuro.checkpoint import read_checkpoint_config
+    from goose_neuro.distill import distill
+    from goose_neuro.training import TrainConfig
 
-    train = _optional_import("goose_neuro.cli.train")
-    _optional_import("goose_neuro.trainer")
-    argv = _train_argv(plan)
-    st.command = _cmd("goose-train", *argv)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = train.main(argv)
-    if rc != 0:
-        raise GooseError(f"goose-train exited with code {rc} (its message is above)")
-    if plan.demo_teacher:
-        _label_student(plan)
-    ev = read_checkpoint_config(plan.student)["meta"].get("eval", {})
+    cfg = TrainConfig(steps=plan.steps, batch_size=plan.batch_size, seq_len=plan.seq_len, eval_every=plan.eval_every,
+                      ckpt_every=plan.steps, keep_checkpoints=1, warmup=min(50, max(1, plan.steps // 10)))
+    st.command = _cmd("goose-train", "--teacher", plan.teacher, "--data", plan.train_text, "--out", plan.student,
+                      "--preset", plan.preset, "--steps", cfg.steps, "--batch-size", cfg.batch_size,
+                      "--seq-len", cfg.seq_len, "--eval-every", cfg.eval_every, "--ckpt-every", cfg.ckpt_every,
+                      "--keep-checkpoints", cfg.keep_checkpoints, "--warmup", cfg.warmup,
+                      *(("--val-data", plan.val_text) if plan.val_text else ()), "--threads", plan.threads,
+                      *(("--cache-dir", plan.cache_dir) if plan.cache_dir else ()))
+    ev = distill(plan.teacher, plan.train_text, plan.student, train=cfg, preset=plan.preset, val_data=plan.val_text,
+                 threads=plan.threads, cache_dir=plan.cache_dir or None,
+                 meta={"label": STUDENT_LABEL} if plan.demo_teacher else None)
     st.figures = {k: ev.get(k) for k in ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "tokens")}
     st.result = (f"{ev.get('step')} steps; val ppl student {_f(ev.get('student_ppl'))} vs teacher "
                  f"{_f(ev.get('teacher_ppl'))}; spike sparsity {_f(ev.get('spike_sparsity'), 3)}")
@@ -263,29 +226,13 @@ def stage_train(plan: Plan, st: Stage) -> None:
     st.status = OK
 
 
-def _label_student(plan: Plan) -> None:
-    """Record in the checkpoint's meta that it was distilled from the demo teacher."""
-    from goose_neuro.checkpoint import CONFIG_FILE
-    from goose_neuro.fileio import atomic_write_json
-
-    path = plan.student / CONFIG_FILE
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    raw.setdefault("meta", {})["label"] = ("ASNN-Goose student distilled by goose-demo from the demo teacher "
-                                           "(GPT-2 trained on Python standard-library docstrings)")
-    atomic_write_json(path, raw)
-
-
 def stage_export(target: str) -> Callable[[Plan, Stage], None]:
     def run(plan: Plan, st: Stage) -> None:
-        exp = _optional_import("goose_neuro.cli.export")
+        from goose_neuro.export import export_checkpoint
+
         out = plan.out / target
         st.command = _cmd("goose-export", "--target", target, plan.student, "-o", out)
-        try:
-            path = Path(exp.export(target, str(plan.student), str(out)))
-        except GooseError as e:
-            if "not available in this build" in str(e):
-                raise Unavailable(str(e)) from None
-            raise
+        path = export_checkpoint(plan.student, target, out)
         files = sorted(p for p in path.rglob("*") if p.is_file())
         st.outputs = [str(path)]
         st.figures = {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
@@ -295,9 +242,9 @@ def stage_export(target: str) -> Callable[[Plan, Stage], None]:
 
 
 def stage_check_onnx(plan: Plan, st: Stage) -> None:
+    from goose_neuro.export import onnx_check as chk
     from goose_neuro.fileio import atomic_write_json
 
-    chk = _optional_import("goose_neuro.export.onnx_check")
     onnx_dir = plan.out / "onnx"
     st.command = _cmd("goose-check", "onnx", onnx_dir, "--checkpoint", plan.student, "--text", plan.eval_text,
                       "--max-eval-tokens", plan.check_tokens, "--tokens", plan.gen_tokens)
@@ -318,10 +265,9 @@ def stage_check_onnx(plan: Plan, st: Stage) -> None:
 
 
 def stage_check_lava(plan: Plan, st: Stage) -> None:
+    from goose_neuro.export.loihi import check as chk
     from goose_neuro.fileio import atomic_write_json
 
-    chk = _optional_import("goose_neuro.export.lava_check")
-    _optional_import("goose_neuro.cli.check_lava")
     py = chk.lava_python()
     if py is None:
         raise Skip("no Lava environment here (.venv-lava or $GOOSE_LAVA_PYTHON); `make lava-env` creates it "
@@ -334,22 +280,20 @@ def stage_check_lava(plan: Plan, st: Stage) -> None:
     (plan.out / "checks").mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.out / "checks" / "lava.json", _jsonable(rep))
     st.outputs = [str(plan.out / "checks" / "lava.json")]
-    f, lv = rep.get("float", {}), rep["lava"]
-    st.figures = {"passed": rep["passed"], "float": f, "lava": {k: v for k, v in lv.items() if not isinstance(v, list)}}
+    lv, q = rep["lava"], rep["quality"]
+    st.figures = {"passed": rep["passed"], "checks": rep["checks"], "quality": q,
+                  "lava": {k: v for k, v in lv.items() if not isinstance(v, (list, dict))}}
     st.result = (f"Lava {lv['tokens']} tokens: {lv['spike_mismatches']} of {lv['spikes_total']} spikes differ from "
-                 f"the integer reference, logits {'identical' if lv['logits_identical'] else 'differ'}")
-    if f:
-        st.result += (f"; int vs PyTorch ({'fixed-point' if 'spike_mismatches_vs_pytorch' in f else 'float'} "
-                      f"neurons) argmax {f['argmax_agreement']:.2%} over {f['eval_tokens']} tokens "
-                      f"({f['argmax_agreement_float_neurons']:.2%} vs float neurons), "
-                      f"ppl {f['ppl_int']:.3f} vs float {f['ppl_float']:.3f}")
+                 f"the checkpoint's model, argmax {lv['argmax_agreement']:.2%}, {lv['lava_tokens_per_s']:.1f} tok/s; "
+                 f"deployed ppl {q['ppl_deployed']:.3f} vs trained {q['ppl_trained']:.3f} over {q['eval_tokens']} tokens")
     if rep["passed"]:
         st.status = OK
         return
-    exact = rep["checks"].get("lava_spikes_identical") and rep["checks"].get("lava_logits_match")
+    exact = all(rep["checks"].get(k, True) for k in ("package_matches_checkpoint", "lava_spikes_match",
+                                                     "lava_logits_match", "lava_argmax_agreement"))
     if not exact:
         raise CheckFailed(chk.failure_line(rep) + " -- " + st.result)
-    st.status = BELOW  # Lava runs the exported graph exactly; the fixed-point model misses a quality target
+    st.status = BELOW  # Lava runs the package exactly; the deployed arithmetic misses the quality target
     st.result = chk.failure_line(rep) + " -- " + st.result
 
 
@@ -359,22 +303,18 @@ def _jsonable(x: Any) -> Any:
 
 
 def _energy_teacher(plan: Plan) -> str:
-    """A directory with the teacher's config.json (energy's teacher cost needs only the shape)."""
-    p = Path(plan.teacher)
-    if p.is_dir():
-        return str(p)
-    if plan.teacher.lower() in ("gpt2", "gpt2-124m"):
-        return "gpt2-124m"
-    from transformers import AutoConfig
+    """What the energy report's teacher comparison reads: a directory with the teacher's
+    config.json (only its shape is used), or the built-in ``gpt2-124m`` shape."""
+    from goose_neuro.teacher import teacher_config_dir
 
-    d = plan.out / "teacher_config"
-    AutoConfig.from_pretrained(plan.teacher).save_pretrained(str(d))
-    return str(d)
+    if not Path(plan.teacher).is_dir() and plan.teacher.lower() in ("gpt2", "gpt2-124m"):
+        return "gpt2-124m"
+    return str(teacher_config_dir(plan.teacher, plan.out / "teacher_config"))
 
 
 def stage_energy(plan: Plan, st: Stage) -> None:
-    api = _optional_import("goose_neuro.energy.api")
-    from goose_neuro.energy.profiles import builtin_profiles
+    from goose_neuro.energy import energy_report
+    from goose_neuro.hardware_profiles import builtin_profiles
 
     profiles = list(builtin_profiles())
     out = plan.out / "energy"
@@ -382,8 +322,8 @@ def stage_energy(plan: Plan, st: Stage) -> None:
     st.command = _cmd("goose-energy", "--checkpoint", plan.student, "--text", plan.eval_text, "--tokens",
                       plan.energy_tokens, *[x for p in profiles for x in ("--profile", p)], "--teacher", teacher,
                       "-o", out)
-    rep = api.energy_report(str(plan.student), plan.eval_text, plan.energy_tokens, profiles, "cmos45-fp32",
-                            teacher, (128, 512, 1024), str(out), progress=False, plots=True)
+    rep = energy_report(str(plan.student), plan.eval_text, plan.energy_tokens, profiles, "cmos45-fp32", teacher,
+                        (128, 512, 1024), str(out), progress=False, plots=True)
     act = rep["activity"]
     per = {n: {"student_pj": b["student"]["energy_pj_per_token"],
                "teacher_pj_ctx128": b["teacher"]["128"]["energy_pj_per_token"],
@@ -420,14 +360,10 @@ def run_stage(name: str, fn: Callable[[Plan, Stage], None], plan: Plan, needs: S
     t0 = time.perf_counter()
     try:
         fn(plan, st)
-    except Unavailable as e:
-        st.status, st.result = NA, str(e)
     except Skip as e:
         st.status, st.result = SKIPPED, str(e)
     except GooseError as e:
         st.status, st.result = FAILED, " ".join(str(e).split())
-    except SystemExit as e:  # a stage's command-line parser refused its options (message above)
-        st.status, st.result = FAILED, f"exited with code {e.code}"
     except Exception as e:  # a bug in a stage: report it, keep going with the stages that do not need it
         log.error("%s crashed:\n%s", name, traceback.format_exc())
         st.status, st.result = FAILED, f"crashed: {type(e).__name__}: {e}"

@@ -1,19 +1,17 @@
 """goose-eval: perplexity of a student checkpoint (and its teacher) on a text.
 
-Student and teacher see the same tokenizer and the same windows. The tokenizer
-comes from the checkpoint directory (its copied tokenizer files), else from
-``--teacher``, else from the checkpoint's ``tokenizer`` reference.
+Student and teacher see the same tokenizer and the same windows: the teacher's with
+``--teacher``, else the checkpoint's (``goose_neuro.tokenizer.load_tokenizer``, the loader
+goose-check and goose-energy use too).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from goose_neuro.cli import make_parser, run_cli
-from goose_neuro.errors import TeacherError
 
 PROG = "goose-eval"
 
@@ -33,30 +31,14 @@ def build_parser():
     return p
 
 
-def _tokenizer(ckpt: Path, info: dict, teacher):
-    from transformers import AutoTokenizer
-
-    if teacher is not None:
-        return teacher.tokenizer
-    for src in (ckpt, info.get("tokenizer")):
-        if src is None:
-            continue
-        try:
-            return AutoTokenizer.from_pretrained(str(src))
-        except Exception:  # try the next source
-            continue
-    raise TeacherError(f"{ckpt}: no tokenizer files and its tokenizer reference {info.get('tokenizer')!r} "
-                       f"cannot be loaded; pass --teacher")
-
-
 def _body(argv: Sequence[str] | None) -> int:
     a = build_parser().parse_args(argv)
     from goose_neuro.checkpoint import load_checkpoint
-    from goose_neuro.cli.train import pick_device, set_threads
     from goose_neuro.data import WindowPool, tokenize_source
     from goose_neuro.errors import ConfigError
     from goose_neuro.teacher import check_vocab, load_teacher
-    from goose_neuro.trainer import evaluate
+    from goose_neuro.tokenizer import load_tokenizer
+    from goose_neuro.training import evaluate, pick_device, set_threads
 
     if a.seq_len < 1 or a.windows < 1 or a.batch_size < 1:
         raise ConfigError("--seq-len, --windows and --batch-size must be >= 1")
@@ -67,7 +49,8 @@ def _body(argv: Sequence[str] | None) -> int:
     teacher = load_teacher(a.teacher, device=dev) if a.teacher else None
     if teacher is not None:
         check_vocab(teacher, model.cfg.vocab_size)
-    tok = _tokenizer(Path(a.checkpoint), info, teacher)
+    tok = teacher.tokenizer if teacher is not None else \
+        load_tokenizer(a.checkpoint, model.cfg.vocab_size, reference=info["tokenizer"])
     ids = tokenize_source(a.data, tok, a.cache_dir)
     windows = WindowPool(ids, a.seq_len).first(a.windows)
     res = evaluate(model, windows, teacher, batch=a.batch_size)

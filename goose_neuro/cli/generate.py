@@ -20,15 +20,6 @@ from typing import Sequence
 from goose_neuro.cli import make_parser, run_cli
 
 
-def _checkpoint_tokenizer(ck: Path, ref: str | None, vocab: int):
-    """The checkpoint's tokenizer.json, else the one of the directory it references, else UTF-8 bytes."""
-    from goose_neuro.export.ort_runner import load_tokenizer
-
-    if not (ck / "tokenizer.json").is_file() and ref and (Path(ref) / "tokenizer.json").is_file():
-        return load_tokenizer(ref, vocab)
-    return load_tokenizer(ck, vocab)
-
-
 def _from_checkpoint(a) -> tuple[list[str], int, float, str]:
     import torch
 
@@ -41,8 +32,10 @@ def _from_checkpoint(a) -> tuple[list[str], int, float, str]:
         raise ConfigError(f"--device {a.device}: CUDA is not available here")
     if a.threads:
         torch.set_num_threads(a.threads)
+    from goose_neuro.tokenizer import load_tokenizer
+
     model, info = load_checkpoint(a.source, device=a.device)
-    tok = _checkpoint_tokenizer(Path(a.source), info.get("tokenizer"), model.cfg.vocab_size)
+    tok = load_tokenizer(a.source, model.cfg.vocab_size, reference=info.get("tokenizer"))
     prompts = [tok.encode(p) for p in a.prompt]
     res = generate(model, prompts, a.tokens, a.temperature, a.top_k, a.seed,
                    step=FastStep(model, compile=a.compile), progress=sys.stderr.isatty())
@@ -51,7 +44,8 @@ def _from_checkpoint(a) -> tuple[list[str], int, float, str]:
 
 
 def _from_onnx(a) -> tuple[list[str], int, float, str]:
-    from goose_neuro.export.ort_runner import OrtStep, generate, load_tokenizer
+    from goose_neuro.export.ort_runner import OrtStep, generate
+    from goose_neuro.tokenizer import load_tokenizer
 
     step = OrtStep(a.source, threads=a.threads)
     tok = load_tokenizer(a.source, step.vocab)
@@ -92,7 +86,8 @@ def _body(argv: Sequence[str] | None) -> int:
     elif not src.exists():
         raise GooseError(f"{src} does not exist (pass a checkpoint or an ONNX export directory)")
     else:
-        raise GooseError(f"{src}: neither a checkpoint (config.json) nor an ONNX export (model.json)")
+        raise GooseError(f"{src / 'model.json'}: missing (not an ONNX export; not a checkpoint either: "
+                         f"no config.json)")
     texts, n, secs, how = run(a)
     for t in texts:
         sys.stdout.write(t + "\n")

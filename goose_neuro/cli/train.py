@@ -1,4 +1,4 @@
-"""goose-train: distil an ASNN-Goose student from a Hugging Face causal LM.
+"""goose-train: distil an ASNN-Goose student from a Hugging Face causal LM (:func:`goose_neuro.distill.distill`).
 
 Example::
 
@@ -18,12 +18,10 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from typing import Sequence
 
 from goose_neuro.cli import make_parser, run_cli
-from goose_neuro.errors import ConfigError
 
 PROG = "goose-train"
 
@@ -32,8 +30,19 @@ def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
     p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=False, help=help)
 
 
+def number_list(text: str) -> tuple[float, ...]:
+    """'0.3,0.6,1' -> (0.3, 0.6, 1.0) (the POCL stage options)."""
+    from goose_neuro.schedules import parse_floats
+
+    return tuple(parse_floats(text, name="number list"))
+
+
+def _csv(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from goose_neuro.trainer import TrainConfig
+    from goose_neuro.training import TrainConfig
 
     d = TrainConfig()
     p = make_parser(PROG, "Distil a spiking ASNN-Goose student from a Hugging Face causal LM teacher.")
@@ -47,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="small", help="student preset: tiny, small or gpt2-50m")
     g.add_argument("--spike-mode", default=None, choices=["ternary", "binary", "none"],
                    help="override the preset's spike mode (none = dense ablation)")
+    n = p.add_argument_group("neurons (what the student computes, and what it deploys with)")
+    n.add_argument("--neuron", default=None, choices=["subtract", "ternary_lif"],
+                   help="subtract: per-channel decay, subtract reset (the default); ternary_lif: lava-nc's "
+                        "TernaryLIF (current + voltage compartments, one decay each per population, reset to "
+                        "zero), which Lava's own process model checks on Loihi 2")
+    _bool_flag(n, "fixed-point", "train (and run) with the integer neurons of the Loihi package: 12-bit decays, "
+                                 "inputs rounded to mantissas, 24-bit state; gradients pass straight through the "
+                                 "rounding, so the deployed model is the trained one")
+    n.add_argument("--frac-bits", type=int, default=None,
+                   help="threshold mantissa bits of the integer neuron (input step threshold / 2^frac_bits; "
+                        "default 11)")
+    n.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this checkpoint's weights (same architecture), e.g. fine-tune a float "
+                        "student with --fixed-point")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     g.add_argument("--cache-dir", default=None, help="token and teacher-logit cache (default ~/.cache/goose-neuro)")
     g.add_argument("--threads", type=int, default=None,
@@ -84,10 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(k, "adakd", "token-adaptive temperature (lower on hard tokens)")
     k.add_argument("--adakd-spread", type=float, default=d.adakd_spread, help="AdaKD tau range factor")
     _bool_flag(k, "pocl", "progressive curriculum stages (POCL, arXiv 2506.05695)")
-    k.add_argument("--pocl-fractions", default=d.pocl_fractions, help="data share per stage (easy first)")
-    k.add_argument("--pocl-taus", default=d.pocl_taus, help="temperature per stage")
-    k.add_argument("--pocl-alphas", default=d.pocl_alphas, help="KD weight per stage")
-    k.add_argument("--pocl-ends", default=d.pocl_ends, help="stage ends as step fractions")
+    k.add_argument("--pocl-fractions", type=number_list, default=_csv(d.pocl_fractions),
+                   help="data share per stage (easy first), comma separated")
+    k.add_argument("--pocl-taus", type=number_list, default=_csv(d.pocl_taus),
+                   help="temperature per stage, comma separated")
+    k.add_argument("--pocl-alphas", type=number_list, default=_csv(d.pocl_alphas),
+                   help="KD weight per stage, comma separated")
+    k.add_argument("--pocl-ends", type=number_list, default=_csv(d.pocl_ends),
+                   help="stage ends as step fractions, comma separated")
     k.add_argument("--pocl-transition", default=d.pocl_transition, choices=["steps", "plateau"],
                    help="advance stages by step fraction or validation plateau")
     k.add_argument("--pocl-patience", type=int, default=d.pocl_patience, help="evaluations without gain")
@@ -105,76 +132,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train_config(a: argparse.Namespace):
-    from goose_neuro.trainer import TrainConfig
+def train_config(a: argparse.Namespace):
+    """The :class:`TrainConfig` of the parsed options."""
+    from goose_neuro.training import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{n: getattr(a, n) for n in names if hasattr(a, n)})
-
-
-def set_threads(n: int | None) -> None:
-    if n is None:
-        return
-    if n < 1:
-        raise ConfigError(f"--threads must be >= 1 (got {n})")
-    import torch
-
-    torch.set_num_threads(n)
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but CUDA is not available")
-    return dev
 
 
 def _body(argv: Sequence[str] | None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(a.log_level).upper(), logging.WARNING),
                         format="%(levelname)s %(name)s: %(message)s")
-    from goose_neuro.config import preset
-    from goose_neuro.data import default_cache_dir, split_tokens, tokenize_source
-    from goose_neuro.fileio import check_writable_dir
-    from goose_neuro.teacher import load_teacher
-    from goose_neuro.trainer import Trainer, setup_distributed
+    from goose_neuro.distill import SUMMARY_KEYS, distill
 
-    cfg = _train_config(a)
-    set_threads(a.threads)
-    dev = pick_device(a.device)
-    dist = setup_distributed(dev)
-    if dev.type == "cuda" and dist.world > 1:
-        import torch
-
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    out = check_writable_dir(a.out)
-    teacher = load_teacher(a.teacher, device=dev)
-    overrides = {"vocab_size": teacher.vocab_size}
-    if a.spike_mode:
-        overrides["spike_mode"] = a.spike_mode
-    mcfg = preset(a.preset, **overrides)
-    cache = a.cache_dir or default_cache_dir()
-    ids = tokenize_source(a.data, teacher.tokenizer, cache)
-    if a.val_data:
-        train_ids, val_ids = ids, tokenize_source(a.val_data, teacher.tokenizer, cache)
-    else:
-        train_ids, val_ids = split_tokens(ids, a.val_fraction)
-    tr = Trainer(mcfg, cfg, teacher, train_ids, val_ids, out, cache, device=dev, dist=dist)
-    summary = tr.train(resume=a.resume, stop_after=a.stop_after)
-    if dist.main:
-        keep = ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "train_tokens_per_s", "skipped")
-        sys.stdout.write(json.dumps({k: summary.get(k) for k in keep}) + "\n")
-    if dist.world > 1:
-        import torch.distributed
-
-        torch.distributed.destroy_process_group()
+    model = {k: v for k, v in (("neuron", a.neuron), ("frac_bits", a.frac_bits)) if v is not None}
+    if a.fixed_point:
+        model["fixed_point"] = True
+    summary = distill(a.teacher, a.data, a.out, train=train_config(a), preset=a.preset, spike_mode=a.spike_mode,
+                      model=model, init=a.init, val_data=a.val_data, val_fraction=a.val_fraction, device=a.device,
+                      cache_dir=a.cache_dir, threads=a.threads, resume=a.resume, stop_after=a.stop_after)
+    if summary["rank"] == 0:
+        sys.stdout.write(json.dumps({k: summary.get(k) for k in SUMMARY_KEYS}) + "\n")
     return 0
 
 

@@ -1,24 +1,35 @@
-"""Hardware profiles: schema, safe loading and validation.
+"""Hardware profiles: schema, safe loading and validation (``goose_neuro.hardware_profiles``).
 
 A profile is a YAML data file (``hardware_profiles/<name>.yaml``, or any path a
-user passes) that maps every operation class counted by :mod:`goose_neuro.energy.counts`
-to an energy, with its unit, source and confidence. Hardware numbers live only in
-these files, never in code.
+user passes) that maps every operation class counted by the op-cost table
+(:mod:`goose_neuro.export.opcost`) to an energy, with its unit, source and
+confidence, and holds the target's number formats and limits. Hardware numbers
+live only in these files, never in code. This module is a leaf: it imports only
+the standard library, PyYAML and :mod:`goose_neuro.errors`, so every layer
+(core, exporters, energy) may read it.
 
-Schema (version 1)::
+Schema (version 1; ``formats``, ``traffic`` and ``static`` are optional)::
 
     schema_version: 1
     name: loihi                      # str
     title: ...                       # str
     kind: neuromorphic | cmos | gpu
     event_driven: true | false       # true: synapses work only for nonzero spikes
-    host_fallback: cmos45-fp32       # profile whose figures fill classes marked `host`
+    host_fallback: cmos45-fp64       # profile whose figures fill classes marked `host`
     precision:                       # figures with unit `bit`
       weight_bits_ternary, weight_bits_dense, state_bits, activation_bits
     energy:                          # one entry for EVERY class in OP_CLASSES, each either
       <class>: {value, unit, source, confidence, note?}   # a figure
       <class>: {included_in: <other class>, note}         # paid inside another figure
       <class>: {host: true, note}                         # runs on the host (fallback profile)
+    formats:                         # number formats of the chip, figures with unit `bit`
+      <key in FORMAT_KEYS>: {value, unit: bit, source, confidence, note?}
+    traffic:                         # data movement beyond the op classes
+      host_chip_bit: {value, unit: pJ/bit, ...}   # one bit crossing the chip boundary
+      spike_hop_ew / spike_hop_ns: {value, unit: pJ, ...}   # one spike message, one hop between cores/tiles
+    static:                          # static power and the time it is paid for
+      power_per_chip: {value, unit: W | mW | uW, ...}
+      time_per_token: {value, unit: s | ms | us | ns, ...}
     limits: {<name>: {value, unit, source, confidence, note?}}
     notes: [str, ...]
 
@@ -53,6 +64,16 @@ OP_CLASSES = COMPUTE_CLASSES + MEM_CLASSES
 CONFIDENCE = ("published", "secondary", "derived", "assumed")
 KINDS = ("neuromorphic", "cmos", "gpu")
 PRECISION_KEYS = ("weight_bits_ternary", "weight_bits_dense", "state_bits", "activation_bits")
+#: Number formats a neuromorphic profile may state (all in bits), read by the exporters as
+#: ``load_profile(target).formats[key].value``.
+FORMAT_KEYS = ("decay_bits", "state_bits", "threshold_mantissa_bits", "synaptic_input_bits",
+               "activation_shift_bits", "weight_mantissa_bits", "bias_mantissa_bits", "spike_payload_bits")
+#: Data movement figures: key -> "mem" (energy per bit) or "op" (energy per message).
+TRAFFIC_KEYS = {"host_chip_bit": "mem", "spike_hop_ew": "op", "spike_hop_ns": "op"}
+#: Static power and the time it is paid for: key -> unit table.
+_POWER_UNITS = {"W": 1.0, "mW": 1e-3, "uW": 1e-6, "µW": 1e-6}
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+STATIC_KEYS = {"power_per_chip": _POWER_UNITS, "time_per_token": _TIME_UNITS}
 _ENERGY_UNITS = {"J": 1e12, "mJ": 1e9, "uJ": 1e6, "µJ": 1e6, "nJ": 1e3, "pJ": 1.0, "fJ": 1e-3}
 _UNIT_RE = re.compile(r"^(?P<e>J|mJ|uJ|µJ|nJ|pJ|fJ)(?:/(?P<n>\d*)bit)?$")
 
@@ -67,6 +88,7 @@ class Figure:
     confidence: str
     note: str = ""
     pj: float | None = None
+    si: float | None = None  # power in W or time in s (``static`` figures)
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,11 @@ class EnergyEntry:
 
 @dataclass(frozen=True)
 class HardwareProfile:
+    """A validated profile. ``formats``/``traffic``/``static`` are empty when the file has none.
+
+    ``traffic[k].pj`` is in pJ per bit (``host_chip_bit``) or pJ per message (hops);
+    ``static['power_per_chip'].si`` is in W and ``static['time_per_token'].si`` in s."""
+
     name: str
     title: str
     kind: str
@@ -92,10 +119,23 @@ class HardwareProfile:
     host_fallback: str | None = None
     notes: tuple[str, ...] = ()
     path: str = ""
+    formats: dict[str, Figure] = field(default_factory=dict)
+    traffic: dict[str, Figure] = field(default_factory=dict)
+    static: dict[str, Figure] = field(default_factory=dict)
 
     def bits(self, key: str) -> int:
         """Precision in bits (``weight_bits_dense`` ...)."""
         return int(self.precision[key].value)
+
+    def static_pj_per_token(self, chips: int = 1, seconds_per_token: float | None = None) -> float | None:
+        """Static energy per token, pJ: power per chip x chips x time per token. The time is the
+        profile's ``static.time_per_token`` unless given; None when power or time is missing."""
+        p = self.static.get("power_per_chip")
+        t = seconds_per_token if seconds_per_token is not None else (
+            self.static["time_per_token"].si if "time_per_token" in self.static else None)
+        if p is None or t is None:
+            return None
+        return float(p.si) * chips * float(t) * 1e12
 
 
 # -- validation helpers ------------------------------------------------------------
@@ -224,7 +264,45 @@ def validate_profile(raw: Any, where: str = "<memory>") -> HardwareProfile:
     notes = raw.get("notes") or []
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise _err(where, "notes", "must be a list of strings")
-    return HardwareProfile(name, title, kind, event_driven, precision, energy, limits, host, tuple(notes), where)
+    formats = _section(raw, "formats", where, FORMAT_KEYS, _bits_figure)
+    traffic = _section(raw, "traffic", where, tuple(TRAFFIC_KEYS),
+                       lambda d, w, n, k: _figure(d, w, n, TRAFFIC_KEYS[k]))
+    static = _section(raw, "static", where, tuple(STATIC_KEYS), _si_figure)
+    known = {"schema_version", "name", "title", "kind", "event_driven", "host_fallback", "precision", "energy",
+             "limits", "notes", "formats", "traffic", "static", "per_op_energy_published"}
+    unknown_top = sorted(set(raw) - known, key=str)
+    if unknown_top:
+        raise _err(where, str(unknown_top[0]), f"unknown top-level key (known: {', '.join(sorted(known))})")
+    return HardwareProfile(name, title, kind, event_driven, precision, energy, limits, host, tuple(notes), where,
+                           formats, traffic, static)
+
+
+def _section(raw: dict, sec: str, where: str, keys: tuple[str, ...], make) -> dict[str, Figure]:
+    """An optional mapping ``sec`` whose keys must be in ``keys``; ``make(d, where, name, key)``."""
+    d = raw.get(sec)
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise _err(where, sec, "must be a mapping")
+    unknown = sorted(set(d) - set(keys), key=str)
+    if unknown:
+        raise _err(where, f"{sec}.{unknown[0]}", f"unknown key (known: {', '.join(keys)})")
+    return {k: make(v, where, f"{sec}.{k}", k) for k, v in d.items()}
+
+
+def _bits_figure(d: Any, where: str, name: str, key: str) -> Figure:
+    f = _figure(d, where, name)
+    if f.unit != "bit" or f.value < 1 or f.value != int(f.value):
+        raise _err(where, name, f"must be a whole number of bits (>= 1) with unit 'bit', got {f.value} {f.unit}")
+    return f
+
+
+def _si_figure(d: Any, where: str, name: str, key: str) -> Figure:
+    f = _figure(d, where, name)
+    table = STATIC_KEYS[key]
+    if f.unit.strip() not in table:
+        raise _err(where, f"{name}.unit", f"must be one of {', '.join(table)}, got {f.unit!r}")
+    return Figure(f.value, f.unit, f.source, f.confidence, f.note, None, f.value * table[f.unit.strip()])
 
 
 def _check_included_chains(energy: dict[str, EnergyEntry], where: str) -> None:
