@@ -14,7 +14,8 @@ Tiny validation (seconds):
         -o /tmp/goose_energy_scale_tiny
 
 What it measures, per profile (pJ per token):
-  * student, static counts: every neuron fires every token (the upper bound, no activity needed);
+  * student, static counts: every neuron fires every token (the upper bound, no activity needed); on
+    Loihi targets the package goose-export writes is priced (energy/README.md: "Pricing the package");
   * student, silent: no spikes at all (the floor: neuron updates, host ops, memory);
   * student, measured: activity profiled on --text by a BRIEFLY TRAINED model (--train-steps of plain
     next-token cross-entropy on --train-text, no distillation; labelled as such in every output), or
@@ -46,7 +47,7 @@ def brief_training(preset: str, steps: int, text: Path, tokenizer_dir: Path | No
 
     from goose_neuro.checkpoint import save_checkpoint
     from goose_neuro.config import preset as make_preset
-    from goose_neuro.energy.activity import ByteTokenizer
+    from goose_neuro.tokenizer import ByteTokenizer
     from goose_neuro.model import ASNNGoose
 
     torch.manual_seed(seed)
@@ -118,6 +119,7 @@ def main() -> int:
     from goose_neuro.energy import builtin_profiles, energy_report
     from goose_neuro.energy.counts import count_graph
     from goose_neuro.energy.estimate import energy_by_class, host_for, price_table, total
+    from goose_neuro.energy.package import default_placement, price_placement
     from goose_neuro.export.lower import lower
     from goose_neuro.export.opcost import Precision
     from goose_neuro.hardware_profiles import load_profile
@@ -145,9 +147,14 @@ def main() -> int:
         prof = load_profile(name)
         prices = price_table(prof, host_for(prof))
         b = rep["profiles"][name]
-        static = total(energy_by_class(count_graph(g, None, Precision.from_profile(prof)).totals, prices))
+        if "package" in b:  # a Loihi target: its package, every neuron firing every token
+            pl = default_placement(g, name)
+            static = price_placement(g, pl, None, prof)["energy_pj_per_token"]
+        else:
+            static = total(energy_by_class(count_graph(g, None, Precision.from_profile(prof)).totals, prices))
         rows[name] = {"student_static_pj": static, "student_silent_pj": b["rate_model"]["e0_pj"],
                       "student_measured_pj": b["student"]["energy_pj_per_token"],
+                      "host_chip_share": b["student"].get("host_chip_share"),
                       "dense_twin_pj": b.get("dense_twin", {}).get("energy_pj_per_token"),
                       "gpt2_124m_pj": {str(L): b["teacher"][str(L)]["energy_pj_per_token"] for L in contexts}}
     res = {"preset": args.preset, "params": rep["model"]["params"], "label": rep["model"]["label"],
@@ -171,8 +178,9 @@ def _markdown(res: dict) -> str:
     lines = [f"# Energy per token at scale: `{res['preset']}` ({res['params']:,} parameters) vs GPT-2 124M", "",
              f"Measured activity: {res['label'] or 'given checkpoint'}; {res['tokens']} tokens of `{res['text']}`, "
              f"firing rate {res['measured_firing_rate']:.4f}. Static = every neuron fires every token (upper "
-             "bound); silent = no spikes (floor). GPT-2 124M is costed from its published sizes on the same "
-             "target (one new token with a KV cache at each context).", "",
+             "bound); silent = no spikes (floor). Loihi targets are priced as the package goose-export writes "
+             "(host ops in float64, host-chip traffic; see energy/README.md). GPT-2 124M is costed from its "
+             "published sizes on the same target (one new token with a KV cache at each context).", "",
              "| target | student static | student silent | student measured | dense twin | "
              + " | ".join(f"GPT-2 124M ctx {L}" for L in C) + f" | measured / GPT-2 (ctx {C[len(C) // 2]}) |",
              "| --- " * (6 + len(C)) + "|"]

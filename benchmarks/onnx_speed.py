@@ -2,22 +2,30 @@
 
 Student: for each preset (default ``small`` and ``gpt2-50m``; random weights: cost does not
 depend on their values, only on sizes) and batch 1 and 8, the median time of one step
-(T=1 call with state) after warm-up, over several repeats:
+after warm-up, over several interleaved repeats:
 
-- ``torch``: eager PyTorch, frozen ternary weights, ``torch.inference_mode``
+- ``torch``: eager PyTorch, ``goose_neuro.fast_step.FastStep`` (frozen ternary weights)
+- ``torch_seq``: eager PyTorch, sequence mode called with one token (the older step path)
 - ``ort_float``: the float ONNX step graph (goose-export --variant float)
 - ``ort_int``: the integer variant (MatMulInteger on spikes; goose-export --variant int)
+  (both ONNX engines with their state double-buffered through IOBinding: nothing copied per step)
 
 Teacher: a GPT-2 124M-sized model (12 layers, 768 wide, 1024 positions, random weights,
 transformers GPT2LMHeadModel) decoding one token with its KV cache at contexts 128, 512
 and 1024 (batch 1 and 8), two ways:
 
-- ``ort+kv``: :class:`GPT2KVStep` (the same math on the same weights, checked against the
-  Hugging Face model at start-up) exported with the dynamo exporter (opset 18, dynamic batch
-  and past length), past K/V fed as plain tensors and the grown cache returned each step
+- ``ort+kv``: ``goose_neuro.export.ort_decode.GPT2Decoder``: one decode-step graph whose KV
+  cache is a fixed buffer per layer, bound as both input and output of ONNX Runtime's
+  GroupQueryAttention and updated in place (checked against the Hugging Face model at start-up)
 - ``torch+kv``: the Hugging Face module in eager PyTorch with its own cache object
 
+An earlier version of this script exported the step with the past cache packed into one
+(layers, B, H, P, D) input and the grown cache returned as one output: each step split,
+concatenated and re-stacked the whole cache (about 80% of the step at GPT-2 124M, batch 8,
+context 1024), which made ONNX Runtime look slower than eager. That exporter is kept as
+:func:`export_gpt2_step_concat` for ``benchmarks/peers.py --diagnose-teacher``.
 Attention's per-token cost grows with the context; the student's step cost is constant.
+``benchmarks/peers.py`` puts the student, its teacher and HF RWKV side by side per runtime.
 
     .venv/bin/python benchmarks/onnx_speed.py                 # everything, prints a table + JSON
     .venv/bin/python benchmarks/onnx_speed.py --quick         # fewer repeats
@@ -41,7 +49,8 @@ import torch
 from goose_neuro.config import preset
 from goose_neuro.export.lower import lower
 from goose_neuro.export.onnx_export import export_onnx
-from goose_neuro.export.ort_runner import OrtStep
+from goose_neuro.export.ort_decode import BoundStudentStep, GPT2Decoder, export_gpt2_decoder
+from goose_neuro.fast_step import FastStep
 from goose_neuro.model import ASNNGoose
 
 
@@ -68,7 +77,7 @@ def _median_step_times(fns: dict, budget_s: float, repeats: int) -> dict[str, fl
 
 
 def _torch_stepper(m: ASNNGoose, tok: torch.Tensor):
-    """One eager step per call, the state carried along."""
+    """One sequence-mode call with one token per call, the state carried along."""
     st = {"s": m.init_state(tok.shape[0])}
 
     def step():
@@ -78,13 +87,19 @@ def _torch_stepper(m: ASNNGoose, tok: torch.Tensor):
     return step
 
 
-def _ort_stepper(sess: OrtStep, ids: np.ndarray):
-    st = {"s": sess.init_state(ids.shape[0])}
+def _fast_stepper(m: ASNNGoose, tok: torch.Tensor):
+    """One FastStep per call, the state carried along."""
+    fs = FastStep(m)
+    st = {"s": fs.init_state(tok.shape[0])}
 
     def step():
-        _, st["s"] = sess.step(ids, st["s"])
+        _, st["s"] = fs(tok[:, 0], st["s"])
 
     return step
+
+
+def _ort_stepper(sess: BoundStudentStep, ids: np.ndarray):
+    return lambda: sess.step(ids)
 
 
 def bench_student(name: str, batches, budget: float, repeats: int, threads: int, tmp: str) -> list[dict]:
@@ -97,9 +112,9 @@ def bench_student(name: str, batches, budget: float, repeats: int, threads: int,
     rows = []
     for B in batches:
         tok = torch.randint(0, m.cfg.vocab_size, (B, 1))
-        fns = {"torch": _torch_stepper(m, tok)}
+        fns = {"torch": _fast_stepper(m, tok), "torch_seq": _torch_stepper(m, tok)}
         for v, d in dirs.items():
-            fns[f"ort_{v}"] = _ort_stepper(OrtStep(d, threads=threads), tok[:, 0].numpy())
+            fns[f"ort_{v}"] = _ort_stepper(BoundStudentStep(d, B, threads=threads), tok[:, 0].numpy())
         for k, sec in _median_step_times(fns, budget, repeats).items():
             rows.append({"model": f"student-{name}", "engine": k, "batch": B, "context": None,
                          "ms_per_token_step": sec * 1e3, "tokens_per_s": B / sec})
@@ -107,24 +122,34 @@ def bench_student(name: str, batches, budget: float, repeats: int, threads: int,
 
 
 def bench_teacher(contexts, batches, steps: int, repeats: int) -> list[dict]:
-    """Hugging Face GPT-2 124M in PyTorch eager with its KV cache: prefill ``ctx - steps - 1``
-    tokens, one warm-up step, then time ``steps`` steps (the last one attends to ``ctx`` tokens)."""
+    """Hugging Face GPT-2 124M in PyTorch eager with its KV cache: a DynamicCache of ``ctx - 1``
+    random positions (cost does not depend on the values; no prefill needed), one warm-up step,
+    then ``steps`` timed steps, each attending to ``ctx`` positions (the cache is cut back by
+    one after every step)."""
+    from transformers import DynamicCache
+
     model = _gpt2()
-    V = model.config.vocab_size
+    L, H, D = model.config.n_layer, model.config.n_head, model.config.n_embd // model.config.n_head
     rows = []
     for B in batches:
         for ctx in contexts:
             ctx = min(ctx, model.config.n_positions)
-            prompt = torch.randint(0, V, (B, ctx - steps - 1))
-            nxt = torch.randint(0, V, (B, 1))
+            cache = DynamicCache()
+            for i in range(L):
+                cache.update(torch.randn(B, H, ctx - 1, D), torch.randn(B, H, ctx - 1, D), i)
+            nxt = torch.zeros(B, 1, dtype=torch.long)
+
+            def step():
+                model(nxt, past_key_values=cache, use_cache=True)
+                cache.crop(-1)
+
             times = []
             with torch.inference_mode():
+                step()  # warm-up
                 for _ in range(repeats):
-                    past = model(prompt, use_cache=True).past_key_values
-                    past = model(nxt, past_key_values=past, use_cache=True).past_key_values  # warm-up
                     t0 = time.perf_counter()
                     for _ in range(steps):
-                        past = model(nxt, past_key_values=past, use_cache=True).past_key_values
+                        step()
                     times.append((time.perf_counter() - t0) / steps)
             sec = statistics.median(times)
             rows.append({"model": "teacher-gpt2-124M", "engine": "torch+kv", "batch": B, "context": ctx,
@@ -191,8 +216,21 @@ def check_gpt2_step() -> float:
     return float((logits - ref).abs().max())
 
 
-def export_gpt2_step(hf, path: str) -> None:
-    """ONNX (dynamo exporter, opset 18) of GPT2KVStep with dynamic batch and past length."""
+def check_gpt2_decoder() -> float:
+    """Max |logit diff| of the in-place KV-cache ONNX decoder vs the Hugging Face model (tiny GPT-2)."""
+    hf = _gpt2(2, 64, 4, 64, 100)
+    ids = torch.randint(0, 100, (2, 9))
+    with torch.inference_mode():
+        ref = hf(ids).logits.numpy()
+    d = tempfile.mkdtemp()
+    dec = GPT2Decoder(str(export_gpt2_decoder(hf, os.path.join(d, "tiny.onnx"))), 2, 16)
+    got = np.stack([dec.step(ids[:, t].numpy()).copy() for t in range(9)], 1)
+    return float(np.abs(got - ref).max())
+
+
+def export_gpt2_step_concat(hf, path: str) -> None:
+    """ONNX (dynamo exporter, opset 18) of GPT2KVStep with dynamic batch and past length: the
+    cache-copying form described in the module docstring, kept only for comparison."""
     from torch.export import Dim
 
     L, H, D = hf.config.n_layer, hf.config.n_head, hf.config.n_embd // hf.config.n_head
@@ -205,26 +243,22 @@ def export_gpt2_step(hf, path: str) -> None:
 
 
 def bench_teacher_onnx(contexts, batches, budget: float, repeats: int, threads: int, tmp: str) -> list[dict]:
-    """ONNX Runtime step of the 124M GPT-2 with a KV cache of ``ctx - 1`` past tokens.
-    Cost does not depend on the cache's values, so the cache is random."""
-    import onnxruntime as ort
-
+    """ONNX Runtime step of the 124M GPT-2 attending to ``ctx - 1`` cached positions plus the new
+    token, cache updated in place (GPT2Decoder). Cost does not depend on the cache's values."""
     hf = _gpt2()
-    path = os.path.join(tmp, "gpt2-124m-step.onnx")
-    export_gpt2_step(hf, path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    L, H, D = hf.config.n_layer, hf.config.n_head, hf.config.n_embd // hf.config.n_head
+    path = str(export_gpt2_decoder(hf, os.path.join(tmp, "gpt2-124m-decoder.onnx")))
     rows = []
     for B in batches:
+        dec = GPT2Decoder(path, B, min(max(contexts), hf.config.n_positions), threads)
+        ids = np.zeros(B, np.int64)
         for ctx in contexts:
             P = min(ctx, hf.config.n_positions) - 1
-            feed = {"ids": np.zeros(B, np.int64), "pos": np.full(B, P, np.int64),
-                    "past_k": np.random.randn(L, B, H, P, D).astype(np.float32),
-                    "past_v": np.random.randn(L, B, H, P, D).astype(np.float32)}
-            sec = _median_step_times({"ort": lambda: sess.run(None, feed)}, budget, repeats)["ort"]
+
+            def step():
+                dec.set_position(P)
+                dec.step(ids)
+
+            sec = _median_step_times({"ort": step}, budget, repeats)["ort"]
             rows.append({"model": "teacher-gpt2-124M", "engine": "ort+kv", "batch": B, "context": P + 1,
                          "ms_per_token_step": sec * 1e3, "tokens_per_s": B / sec})
     return rows
@@ -249,7 +283,7 @@ def main() -> None:
             rows += bench_student(name, batches, budget, repeats, a.threads, tmp)
     if not a.no_teacher:
         contexts = [int(c) for c in a.contexts.split(",")]
-        print(f"GPT2KVStep vs Hugging Face GPT-2 (tiny): max |logit diff| {check_gpt2_step():.2e}")
+        print(f"ONNX KV-cache decoder vs Hugging Face GPT-2 (tiny): max |logit diff| {check_gpt2_decoder():.2e}")
         with tempfile.TemporaryDirectory() as tmp:
             rows += bench_teacher_onnx(contexts, batches, budget, repeats, a.threads, tmp)
         rows += bench_teacher(contexts, batches, 3 if a.quick else 8, min(repeats, 3))
@@ -264,7 +298,8 @@ def main() -> None:
         for B in batches:
             sel = {r["engine"]: r["ms_per_token_step"] for r in rows
                    if r["model"] == f"student-{name}" and r["batch"] == B}
-            print(f"student-{name} B={B}: ort_float x{sel['torch'] / sel['ort_float']:.2f} vs torch, "
+            print(f"student-{name} B={B}: torch (FastStep) x{sel['torch_seq'] / sel['torch']:.2f} vs torch_seq, "
+                  f"ort_float x{sel['torch'] / sel['ort_float']:.2f} vs torch, "
                   f"ort_int x{sel['torch'] / sel['ort_int']:.2f} vs torch, int/float time {sel['ort_int'] / sel['ort_float']:.2f}")
     if a.json:
         with open(a.json, "w") as f:

@@ -10,6 +10,7 @@ Notebook use::
     rep["fair_baseline"]["break_even"]["loihi2"]          # firing rates where the student stops winning
     nir_energy("net.nir", "rates.yaml", ["loihi"])        # any NIR graph
     calibrate()["ratio"]                                  # estimate / measured, Blouw et al. 2019
+    rep["profiles"]["loihi2"]["student"]["by_where"]      # the package: cores, host, host-chip traffic, ...
 """
 
 from goose_neuro.energy.activity import ActivityProfile, PopulationActivity, profile_text, profile_tokens
@@ -19,6 +20,7 @@ from goose_neuro.energy.calibration import calibrate
 from goose_neuro.energy.counts import GraphCounts, Precision, count_graph
 from goose_neuro.energy.estimate import price_table
 from goose_neuro.energy.nir_cost import nir_energy
+from goose_neuro.energy.package import default_placement, price_placement
 from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost, teacher_shape
 from goose_neuro.hardware_profiles import OP_CLASSES, HardwareProfile, builtin_profiles, load_profile
 
@@ -26,5 +28,5 @@ __all__ = [
     "ActivityProfile", "PopulationActivity", "profile_text", "profile_tokens", "REPORT_KEYS", "build_report",
     "energy_report", "PUBLISHED_THRESHOLDS", "dense_twin", "rate_model", "twin_graph", "calibrate", "GraphCounts",
     "Precision", "count_graph", "price_table", "nir_energy", "GPT2Shape", "teacher_cost", "teacher_shape",
-    "OP_CLASSES", "HardwareProfile", "builtin_profiles", "load_profile",
+    "OP_CLASSES", "HardwareProfile", "builtin_profiles", "load_profile", "default_placement", "price_placement",
 ]

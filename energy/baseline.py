@@ -65,10 +65,11 @@ PUBLISHED_THRESHOLDS: list[dict[str, Any]] = [
 
 
 def dense_twin(model):
-    """The same network with ``spike_mode='none'``: same weights, dense activations (an ASNNGoose)."""
+    """The same network with ``spike_mode='none'``: same weights, dense activations (an ASNNGoose).
+    It has no neurons, so a model trained with fixed-point neurons gets a twin without them."""
     from goose_neuro.model import ASNNGoose
 
-    twin = ASNNGoose(dataclasses.replace(model.cfg, spike_mode="none"))
+    twin = ASNNGoose(dataclasses.replace(model.cfg, spike_mode="none", fixed_point=False))
     twin.load_state_dict(model.state_dict())
     return twin.eval()
 

@@ -34,7 +34,11 @@ from goose_neuro.energy.teacher_cost import GPT2Shape, teacher_cost
 from goose_neuro.fileio import atomic_dir, check_writable_dir
 
 GROUP_LABELS = {"ac": "synaptic ACs", "mac": "MACs", "neuron_spike": "neuron updates + spikes",
-                "elementwise": "elementwise (add/mul/exp/div/norm)", "memory": "memory traffic"}
+                "elementwise": "elementwise (add/mul/exp/div/norm)", "memory": "memory traffic",
+                "traffic": "host-chip traffic + spike hops", "static": "static power"}
+#: Where a Loihi package's energy goes (student.by_where keys), in report order.
+WHERE_LABELS = {"core": "cores", "host": "host ops", "host_neuron": "host neurons", "host_chip": "host-chip traffic",
+                "spike_hops": "spike hops", "static": "static"}
 
 
 def _fmt(x: float) -> str:
@@ -98,6 +102,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     out += ["", f"NeuroBench-definition counts per token: Effective_ACs {_fmt(nb['Effective_ACs'])}, "
                 f"Effective_MACs {_fmt(nb['Effective_MACs'])}, Dense {_fmt(nb['Dense'])}, "
                 f"ActivationSparsity {nb['ActivationSparsity']:.4f}."]
+    out += _package_markdown(rep)
     out += _fair_markdown(rep, L0)
     out += ["", "## Student vs teacher by context", ""]
     rows = []
@@ -126,6 +131,13 @@ def render_markdown(rep: dict[str, Any]) -> str:
         rows = [[c, _fmt(k["pj"]), k["unit"], k["how"], k["confidence"], k["source"], k["note"]]
                 for c, k in b["constants"].items()]
         out.append(_table(["class", "value", "unit", "how", "confidence", "source", "note"], rows))
+        for w, consts in b.get("constants_by_where", {}).items():
+            if w == "core":
+                continue
+            prof = b["student"]["by_where"][w]["profile"]
+            out += ["", f"Package {WHERE_LABELS[w]} (`{prof}`):", ""]
+            rows = [[c, _fmt(k["pj"]), k["unit"], k["confidence"], k["source"]] for c, k in consts.items()]
+            out.append(_table(["class", "value", "unit", "confidence", "source"], rows))
         bits = ", ".join(f"{k} {v}" for k, v in b["precision_bits"].items())
         out += ["", f"Bit widths: {bits}. File: `{b['source_file']}`."]
         out += [f"- {x}" for x in b["notes"]] + [""]
@@ -134,6 +146,52 @@ def render_markdown(rep: dict[str, Any]) -> str:
             "`firing_rate.png`, `energy_breakdown.png`, `ac_vs_mac.png`, `energy_vs_context.png`, "
             "`energy_vs_rate.png`.", ""]
     return "\n".join(out)
+
+
+def _package_markdown(rep: dict[str, Any]) -> list[str]:
+    """Where a Loihi package's energy goes: cores, host, host-chip traffic, hops, static."""
+    P = {n: b for n, b in rep["profiles"].items() if "package" in b}
+    notes = {n: b["package_note"] for n, b in rep["profiles"].items() if "package_note" in b}
+    if not P and not notes:
+        return []
+    out = ["", "## Loihi packages: where the energy goes (pJ per token)", "",
+           "Each Loihi target is priced as the package it deploys (`export.placement`: the placement goose-export "
+           "writes, or a given package's manifest), with `export.opcost` for every node where it runs. Host-chip "
+           "traffic is bits per token crossing the chip boundary times the profile's `traffic.host_chip_bit` "
+           "(a labelled proxy on both Loihis).", ""]
+    rows = []
+    for n, b in P.items():
+        s, pk = b["student"], b["package"]
+        w = s["by_where"]
+        c = pk["compartments"]
+        rows.append([f"`{n}`", f"{pk['population']} / {pk['host_format']}", f"{c['populations']:,} + {c['readouts']:,}"]
+                    + [_pj(w[k]["energy_pj"]) if k in w else "-" for k in WHERE_LABELS]
+                    + [_pj(s["energy_pj_per_token"]), f"{100 * s['host_chip_share']:.1f}%"])
+    out.append(_table(["target", "neurons / host format", "compartments (populations + readouts)"]
+                      + list(WHERE_LABELS.values()) + ["total", "host-chip share"], rows))
+    out += [""]
+    for n, b in P.items():
+        s, pk = b["student"], b["package"]
+        w = s["by_where"]
+        hc, hp, st = w["host_chip"], w["spike_hops"], w["static"]
+        fig = hc["figure"]
+        out.append(f"- `{n}` ({pk['source']}): host ops on `{w['host']['profile']}` ({pk['host_format']})"
+                   + (f", host neurons on `{w['host_neuron']['profile']}`" if "host_neuron" in w else "")
+                   + f"; {_fmt(hc['host_to_chip_bits'])} bits/token host->chip, {_fmt(hc['chip_to_host_bits'])} "
+                   f"chip->host"
+                   + (f" at {fig['pj']:.3g} pJ/bit ({fig['source']}; {fig['confidence']})" if fig else
+                      f" (not priced: {hc['reason']})")
+                   + f"; {_fmt(hp['messages'])} spike messages, {_fmt(hp['hops_ew'])} E-W + {_fmt(hp['hops_ns'])} "
+                   f"N-S hops per token (estimate)"
+                   + ("" if hp["priced"] else f", not priced: {hp['reason']}")
+                   + f"; static: " + (f"{_pj(st['energy_pj'])}" if st["priced"] else st["reason"]) + ".")
+        out.append(f"  Activity: {pk['activity']['note']} Firing rate {pk['activity']['firing_rate']:.4f} "
+                   f"(the model as trained: {rep['activity']['firing_rate']:.4f}).")
+    for n, note in notes.items():
+        out.append(f"- `{n}`: {note}.")
+    if P:
+        out += ["", f"Spike hops are an estimate of the layout: {next(iter(P.values()))['package']['spike_hops']['how']}."]
+    return out
 
 
 def fmt_rate(r: float | None) -> str:
@@ -305,11 +363,12 @@ def plot_energy_vs_rate(rep: dict[str, Any], path: Path) -> None:
             r = fair["break_even"][n][f"teacher_{key}"][L0]
             if r is not None and 0 <= r <= 1:
                 ax.plot([r], [fair["teachers"][key][L0]], "D", color=color, ms=6)
+        ax.plot([rm["measured_rate"]], [b["student"]["energy_pj_per_token"]], "x", color=color, ms=7)
     for key, ls in (("int8", "-."), ("fp32", ":")):
         t = fair["teachers"][key]
         ax.axhline(t[L0], color="black", ls=ls, lw=1.2, label=f"teacher {key} on {t['profile']} (ctx {L0})")
     meas = rep["activity"]["firing_rate"]
-    ax.axvline(meas, color="grey", lw=1.0, label=f"measured rate {meas:.3g}")
+    ax.axvline(meas, color="grey", lw=1.0, label=f"measured rate, model as trained {meas:.3g}")
     yan = [x for x in fair["published_thresholds"] if x["source"].startswith("Yan")]
     if yan:
         lo = min(min(x["per_token_rate"]) for x in yan)
@@ -322,7 +381,8 @@ def plot_energy_vs_rate(rep: dict[str, Any], path: Path) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("firing rate (events per neuron per token; measured pattern scaled)")
     ax.set_ylabel("energy per token (pJ)")
-    ax.set_title("Student energy vs firing rate: dashed = dense twin, black = teachers; o/D = break-even")
+    ax.set_title("Student energy vs firing rate: dashed = dense twin, black = teachers; o/D = break-even, "
+                 "x = measured", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

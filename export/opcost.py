@@ -55,6 +55,27 @@ are recognised by class name, so this module does not import ``nir``::
 
 Here ``events`` maps each spiking NIR node (and each Input given spikes) to its (n,) mean spikes per
 neuron per time step; a node absent from ``events`` is graded (dense).
+
+A placement (:mod:`goose_neuro.export.placement`: what a Loihi package deploys, where) is costed by
+:func:`placement_cost`, per node and per place it runs (``core``, ``host``, ``host_neuron``), with
+the formulas above plus what the package adds (k = a population's compartments, r = a chain's
+readout rows, s_b = the core's state bits)::
+
+    population on the cores   core: neuron k (n, or 2n for ON/OFF CUBA pairs), spike sum_j e_j,
+                                    mem_neuron 4 k s_b
+                              host: its input mantissa, x * gain, round, clamp: mul n, add 3n
+    population on the host    host_neuron: the LIF row above at the integer host's precision, plus
+                              (Loihi 1)    the ON/OFF split, add 2n;  host: input mantissa as above
+    synapses on the cores     core: the TernaryDense synops and weight reads (ac or mac, mem_syn);
+                                    neuron r (one readout compartment per row, updated every token)
+                              host: readout decode, add r (difference of sigma running sums, or the
+                                    CUBA state's shift); the TernaryDense scales, scale reads and
+                                    output buffer (mul, add, mem_dense, mem_act) at host precision
+    every other node          host: the node's row above at host precision (dense: a CPU computes
+                                    every synapse)
+
+:func:`crossing_traffic` turns the placement's host-chip crossings into bits per token
+(``elements x bits``; event crossings: events per token x bits).
 """
 
 from __future__ import annotations
@@ -324,3 +345,107 @@ def graph_cost(g: ir.Graph, events: Mapping[str, np.ndarray] | None, precision: 
     """``node_cost`` of every node: name -> class -> count per token."""
     g.validate()
     return {name: node_cost(g, name, events, precision) for name in g.nodes}
+
+
+# -- a placement (a Loihi package) ---------------------------------------------------------------------
+#: Where a placed cost runs: the neuromorphic cores, the host CPU in the package's host format, or the
+#: host CPU running Loihi 1 host neurons (integer).
+WHERE = ("core", "host", "host_neuron")
+#: Classes of a core synapse node that the cores pay (the rest of its row runs on the host).
+CORE_SYNAPSE_CLASSES = ("ac", "mac", "mem_syn_bits")
+
+
+@dataclass(frozen=True)
+class PlacedCost:
+    """Operations per token of one IR node in one place (``where`` in :data:`WHERE`)."""
+
+    node: str
+    where: str
+    what: str
+    counts: dict[str, float]
+
+
+def _only(c: dict[str, float], keep) -> dict[str, float]:
+    out = zero()
+    for k in keep:
+        out[k] = c[k]
+    return out
+
+
+def placement_cost(g: ir.Graph, pl, events: Mapping[str, np.ndarray] | None, core: Precision, host: Precision,
+                   host_neuron: Precision | None = None) -> list[PlacedCost]:
+    """Operations per token of every node of ``g`` as placement ``pl`` deploys it (see the module
+    docstring). ``core``, ``host``: the precisions of the cores and of the host format; ``host_neuron``:
+    of the integer host that runs Loihi 1 host neurons (needed only when the placement has some)."""
+    g.validate()
+    pops = {p.node: p for p in pl.populations}
+    syns = {s.node: s for s in pl.synapses}
+    missing = sorted((set(pops) | set(syns) | {h.node for h in pl.host_ops}) - set(g.nodes))
+    if missing:
+        raise ExportError(f"placement names node {missing[0]!r}, which the graph does not have (another model?)")
+    unplaced = sorted(set(g.of_type(ir.LIF)) - set(pops))
+    if unplaced:
+        raise ExportError(f"population {unplaced[0]!r} of the graph is not in the placement (another model?)")
+    out: list[PlacedCost] = []
+    for name, node in g.nodes.items():
+        if name in pops:
+            p = pops[name]
+            n = int(p.n)
+            if n != len(node.beta):
+                raise ExportError(f"placement: population {name} has {n} neurons, the graph's has {len(node.beta)}")
+            out.append(PlacedCost(name, "host", "input mantissa", {**zero(), "mul": float(n), "add": 3.0 * n}))
+            if p.runs_on == "core":
+                c = zero()
+                c["neuron"] = float(p.compartments)
+                c["spike"] = float(input_events(g, name, events).sum())
+                c["mem_neuron_bits"] = 4.0 * p.compartments * core.state_bits
+                out.append(PlacedCost(name, "core", "population", c))
+            else:
+                if host_neuron is None:
+                    raise ExportError(f"population {name} runs on the host: give the integer host's precision")
+                c = node_cost(g, name, events, host_neuron)
+                c["add"] += 2.0 * n  # ON/OFF split: [s > 0, s < 0]
+                out.append(PlacedCost(name, "host_neuron", "population", c))
+        elif name in syns:
+            s = syns[name]
+            if tuple(node.sign.shape) != (s.out_features, s.in_features):
+                raise ExportError(f"placement: synapses {name} are {s.out_features}x{s.in_features}, the graph's "
+                                  f"{node.sign.shape[0]}x{node.sign.shape[1]}")
+            cc = _only(node_cost(g, name, events, core), CORE_SYNAPSE_CLASSES)
+            cc["neuron"] += float(s.rows)  # readout compartments
+            out.append(PlacedCost(name, "core", "synapses and readouts", cc))
+            hc = node_cost(g, name, events, host)
+            for k in CORE_SYNAPSE_CLASSES:
+                hc[k] = 0.0
+            hc["add"] += float(s.rows)  # readout decode
+            out.append(PlacedCost(name, "host", "readout decode and scales", hc))
+        else:
+            out.append(PlacedCost(name, "host", "host op", node_cost(g, name, events, host)))
+    return out
+
+
+def crossing_traffic(pl, events: Mapping[str, np.ndarray] | None) -> list[dict]:
+    """Values and bits crossing the host-chip boundary per token, one entry per crossing of ``pl``.
+
+    An event crossing (a Loihi 1 host population's ON/OFF axon events) carries one message per
+    event of the population (an ON or an OFF axon, never both); ``events=None``: every neuron
+    fires every token."""
+    out = []
+    for cr in pl.crossings:
+        # the population a crossing belongs to: it feeds it (host -> chip), is it (events), or reads its chain out
+        pop = cr.src if cr.events else cr.dst if cr.direction == "host_to_chip" else cr.src.split(":")[0]
+        if cr.events:
+            if events is None:
+                vals = float(next(p.n for p in pl.populations if p.node == pop))
+            else:
+                e = events.get(pop)
+                if e is None:
+                    raise ExportError(f"crossing {cr.src} -> {cr.dst}: no events given for population {pop!r}")
+                vals = float(np.asarray(e, dtype=np.float64).sum())
+        else:
+            vals = float(cr.elements)
+        out.append({"src": cr.src, "dst": cr.dst, "population": pop, "direction": cr.direction,
+                    "elements": int(cr.elements),
+                    "bits": int(cr.bits), "events": bool(cr.events), "values_per_token": vals,
+                    "bits_per_token": vals * cr.bits})
+    return out

@@ -78,51 +78,88 @@ def surrogate_grad_closed_form(name: str, slope: float, u: Tensor) -> Tensor:
 
 
 def _surrogate_grad_(name: str, slope: float, u: Tensor) -> Tensor:
-    """Same values as :func:`surrogate_grad_closed_form`, computed in place on ``u``
-    (a temporary) to spare memory traffic in the backward pass."""
-    if name == "atan":
-        return u.mul_(math.pi / 2 * slope).square_().add_(1.0).reciprocal_().mul_(slope / 2)
-    if name == "fast_sigmoid":
-        return u.abs_().mul_(slope).add_(1.0).square_().reciprocal_()
+    """Same values as :func:`surrogate_grad_closed_form`, computed in place on ``u`` (a
+    temporary) in as few passes over memory as possible: the backward pass is bound by
+    full-tensor passes (and, on a shared CPU, by the thread synchronisation each one costs)."""
+    if name == "atan":  # (a/2) / (1 + c^2 u^2) = 1 / (2/a + (2c^2/a) u^2),  c = pi/2 * a
+        c2 = (math.pi / 2 * slope) ** 2
+        return torch.addcmul(u.new_tensor(2.0 / slope), u, u, value=2.0 * c2 / slope, out=u).reciprocal_()
+    if name == "fast_sigmoid":  # (1 + k|u|)^-2
+        return torch.add(u.new_tensor(1.0), u.abs_(), alpha=slope, out=u).pow_(-2)
     return surrogate_grad_closed_form(name, slope, u)
 
 
 def _lif_forward_loop(x: Tensor, mem: Tensor, beta: Tensor, th: Tensor, ternary: bool):
-    """Token loop of the update rule; returns (m_t before reset, s_t, final membrane).
+    """Token loop of the update rule; returns (m_t before reset, s_t, m'_t after reset), each (B, T, n).
 
-    Written with as few ops per token as possible (fused multiply-adds, results written
-    straight into the preallocated outputs): at this size the loop's cost is per-op
-    overhead, not arithmetic. Ternary spikes are ``sign(m) * [|m| > th]``, which equals
-    ``[m > th] - [m < -th]``.
+    Written with as few ops per token as possible (fused multiply-adds, comparisons written
+    straight into the preallocated float outputs, per-token views taken once with ``unbind``
+    rather than one ``select`` per use): at this size the loop's cost is per-op overhead, not
+    arithmetic. Ternary spikes are ``[m > th] - [m < -th]``.
     """
     mems = torch.empty_like(x)
     spikes = torch.empty_like(x)
-    for t in range(x.shape[1]):
-        m = mems[:, t]
-        torch.addcmul(x[:, t], beta, mem, out=m)  # beta * mem + x_t
-        s = spikes[:, t]
+    posts = torch.empty_like(x)
+    neg = torch.empty_like(mem)  # (B, n) scratch for [m < -th]
+    nth = -th
+    xs, ms, ss, ps = x.unbind(1), mems.unbind(1), spikes.unbind(1), posts.unbind(1)  # T views of (B, n)
+    for t in range(len(xs)):
+        m = ms[t]
+        torch.addcmul(xs[t], beta, mem, out=m)  # beta * mem + x_t
+        s = ss[t]
+        torch.gt(m, th, out=s)
         if ternary:
-            torch.mul(torch.sign(m), m.abs() > th, out=s)
+            torch.lt(m, nth, out=neg)
+            s.sub_(neg)
+        mem = ps[t]
+        torch.addcmul(m, s, th, value=-1.0, out=mem)  # subtract reset
+    return mems, spikes, posts
+
+
+def _lif_backward_loop(g_s_out: Tensor, sg: Tensor, th: Tensor, beta: Tensor, g_post: Tensor):
+    """Reverse-time recursion of the LIF update, one (B, n) slice per token::
+
+        g_s_t  = g_s_out_t - th * P_t          (dL/ds_t; P_t = dL/dm'_t)
+        g_m_t  = P_t + sg_t * g_s_t            (dL/dm_t = dL/dx_t)
+        P_{t-1} = beta * g_m_t
+
+    ``g_post`` is P_{T-1}. Returns g_m, g_s, P (each (B, T, n)) and P_{-1} (= dL/dmem0)."""
+    T = sg.shape[1]
+    g_m = torch.empty_like(sg)
+    g_s = torch.empty_like(sg)
+    post = torch.empty_like(sg)
+    if T == 0:
+        return g_m, g_s, post, g_post
+    post[:, T - 1] = g_post
+    outs, sgs, gms, gss, ps = g_s_out.unbind(1), sg.unbind(1), g_m.unbind(1), g_s.unbind(1), post.unbind(1)
+    for t in range(T - 1, -1, -1):
+        p = ps[t]
+        gs = gss[t]
+        torch.addcmul(outs[t], th, p, value=-1.0, out=gs)
+        gm = gms[t]
+        torch.addcmul(p, sgs[t], gs, out=gm)
+        if t > 0:
+            torch.mul(beta, gm, out=ps[t - 1])
         else:
-            s.copy_(m > th)
-        mem = torch.addcmul(m, s, th, value=-1.0)  # subtract reset
-    return mems, spikes, mem
+            g_post = beta * gm
+    return g_m, g_s, post, g_post
 
 
-def _lif_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):
-    """Reverse-time linear recurrence g_m_t = g_post_t * keep_t + inject_t; g_post_{t-1} = beta g_m_t."""
-    gs: list[Tensor] = []
-    for t in range(keep.shape[1] - 1, -1, -1):
-        g = torch.addcmul(inject[:, t], g_post, keep[:, t])
-        gs.append(g)
-        g_post = beta * g
-    gs.reverse()
-    return torch.stack(gs, 1), g_post
+def _linear_backward_loop(g_post: Tensor, keep: Tensor, inject: Tensor, beta: Tensor):
+    """Reverse-time linear recurrence g_t = g_post_t * keep_t + inject_t; g_post_{t-1} = beta g_t.
+    Returns g (B, T, n) and the g_post before the first token."""
+    g = torch.empty_like(inject)
+    gs, keeps, injects = g.unbind(1), keep.unbind(1), inject.unbind(1)
+    for t in range(len(gs) - 1, -1, -1):
+        torch.addcmul(injects[t], g_post, keeps[t], out=gs[t])
+        g_post = beta * gs[t]
+    return g, g_post
 
 
 try:  # TorchScript removes most per-token Python overhead (about 1.5x on CPU); optional
     _lif_forward_loop = torch.jit.script(_lif_forward_loop)
     _lif_backward_loop = torch.jit.script(_lif_backward_loop)
+    _linear_backward_loop = torch.jit.script(_linear_backward_loop)
 except Exception:  # pragma: no cover - scripting unavailable: the plain loops are identical
     pass
 
@@ -136,48 +173,60 @@ class _LIFScan(torch.autograd.Function):
     (identical to what snnTorch's surrogate Functions return; a test checks the
     gradients against :meth:`SpikeLIF.forward_reference`)::
 
-        dL/ds_t  = a * dL/dout_t - th * dL/dm'_t
+        dL/ds_t  = a * dL/dout_t + dL/dspikes_t - th * dL/dm'_t
         dL/dm_t  = dL/dm'_t + dL/ds_t * (g(m_t - th) [+ g(-m_t - th) if ternary])
         dL/dx_t  = dL/dm_t,   dL/dm'_{t-1} = beta * dL/dm_t
         dL/dbeta = sum_t dL/dm_t * m'_{t-1}
         dL/dth   = sum_t (dL/ds_t * ds_t/dth - s_t dL/dm'_t),   dL/da = sum_t dL/dout_t * s_t
         ds/dth   = -g(m - th) [+ g(-m - th) if ternary]
+
+    Cost: the token loops run on (B, n) slices; everything else is about a dozen
+    full-tensor passes (the surrogate in place, three products and three reductions), and
+    gradients nobody asked for are skipped.
     """
 
     @staticmethod
     def forward(ctx, x, mem0, beta, th, amp, ternary: bool, sname: str, slope: float):
-        mems, spikes, mem = _lif_forward_loop(x, mem0, beta, th, ternary)  # m_t (before reset), s_t
-        ctx.save_for_backward(mem0, beta, th, amp, mems, spikes)
+        mems, spikes, posts = _lif_forward_loop(x, mem0, beta, th, ternary)  # m_t, s_t, m'_t
+        ctx.save_for_backward(mem0, beta, th, amp, mems, spikes, posts)
         ctx.ternary, ctx.sname, ctx.slope = ternary, sname, slope
+        ctx.set_materialize_grads(False)  # unused outputs cost no zero-filled passes
+        mem = posts[:, -1].clone() if x.shape[1] else mem0.clone()
         return spikes * amp, spikes, mem
 
     @staticmethod
     def backward(ctx, g_out, g_spikes, g_mem_final):
-        mem0, beta, th, amp, mems, spikes = ctx.saved_tensors
-        sg = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)  # ds/dm, (B, T, n)
-        if ctx.ternary:  # s = H(m - th) - H(-m - th): ds/dth = -g(m - th) + g(-m - th)
-            sg_neg = _surrogate_grad_(ctx.sname, ctx.slope, -mems - th)
-            sg_th = sg_neg - sg
-            sg += sg_neg
+        mem0, beta, th, amp, mems, spikes, posts = ctx.saved_tensors
+        need = ctx.needs_input_grad  # (x, mem0, beta, th, amp, ...)
+        # surrogate derivatives; g is even, so g(-m - th) = g(m + th)
+        g_lo = _surrogate_grad_(ctx.sname, ctx.slope, mems - th)  # g(m - th), (B, T, n)
+        if ctx.ternary:  # s = H(m - th) - H(-m - th): ds/dm = g_lo + g_hi, ds/dth = g_hi - g_lo
+            g_hi = _surrogate_grad_(ctx.sname, ctx.slope, mems + th)
+            sg, sg_th, th_sign = g_lo + g_hi, g_hi.sub_(g_lo), 1.0
+        else:  # ds/dm = g_lo, ds/dth = -g_lo
+            sg, sg_th, th_sign = g_lo, g_lo, -1.0
+        if g_out is None:
+            g_s_out = torch.zeros_like(mems) if g_spikes is None else g_spikes
         else:
-            sg_th = -sg
-        g_s_all = g_out * amp
-        if g_spikes is not None:
-            g_s_all += g_spikes
-        # Reverse-time recursion g_m_t = g_post_t * (1 - th*sg_t) + g_s_all_t * sg_t,
-        # g_post_{t-1} = beta * g_m_t; only this linear recurrence needs the loop.
-        keep, inject = (sg * -th).add_(1.0), g_s_all * sg  # (B, T, n)
-        g_final = g_mem_final if g_mem_final is not None else torch.zeros_like(mem0)
-        g_x, g_post = _lif_backward_loop(g_final, keep, inject, beta)  # g_x = dL/dm_t = dL/dx_t
-        post_later = torch.cat([beta * g_x[:, 1:], g_final[:, None]], 1)  # dL/dm'_t
-        prev = torch.cat([mem0[:, None], mems[:, :-1] - spikes[:, :-1] * th], 1)  # m'_{t-1}
-        g_beta = (g_x * prev).sum((0, 1))
-        g_s = g_s_all - th * post_later
-        g_th = (g_s * sg_th - spikes * post_later).sum((0, 1))
-        g_amp = (g_out * spikes).sum((0, 1))
-        if amp.numel() == 1:
-            g_amp = g_amp.sum().reshape(amp.shape)
-        return g_x, g_post, g_beta, g_th, g_amp, None, None, None
+            g_s_out = g_out * amp
+            if g_spikes is not None:
+                g_s_out += g_spikes
+        g_final = torch.zeros_like(mem0) if g_mem_final is None else g_mem_final
+        g_x, g_s, post, g_mem0 = _lif_backward_loop(g_s_out, sg, th, beta, g_final)
+        g_beta = g_th = g_amp = None
+        if need[2]:  # sum_t dL/dm_t * m'_{t-1}, m'_{-1} = mem0
+            g_beta = (g_x[:, 1:] * posts[:, :-1]).sum((0, 1)) + (g_x[:, 0] * mem0).sum(0)
+        if need[3]:  # sum_t g_s * ds/dth - s * P  (sg_th is a temporary: reuse it)
+            prod = sg_th.mul_(g_s) if ctx.ternary else torch.mul(g_s, sg_th)
+            g_th = prod.addcmul_(spikes, post, value=-th_sign).sum((0, 1)) * th_sign
+        if need[4]:
+            if g_out is None:
+                g_amp = torch.zeros_like(amp)
+            else:
+                g_amp = (g_out * spikes).sum((0, 1))
+                if amp.numel() == 1:
+                    g_amp = g_amp.sum().reshape(amp.shape)
+        return g_x, g_mem0 if need[1] else None, g_beta, g_th, g_amp, None, None, None
 
 
 
@@ -268,15 +317,18 @@ class _LIFScanFixed(torch.autograd.Function):
         scale = gain * (1 << fmt.shift)  # integer units per float unit
         mems = (vpre.double() / scale).to(x.dtype)
         spikes = spikes_i.to(x.dtype)
-        ctx.save_for_backward((v0.double() / scale).to(x.dtype), beta, th, amp, mems, spikes)
+        posts = mems - spikes * th  # m'_t in float units, as _LIFScan.backward reads it
+        ctx.save_for_backward((v0.double() / scale).to(x.dtype), beta, th, amp, mems, spikes, posts)
         ctx.ternary, ctx.sname, ctx.slope, ctx.scale = ternary, sname, slope, scale.to(x.dtype)
+        ctx.set_materialize_grads(False)
         return spikes * amp, spikes, v.to(x.dtype)
 
     @staticmethod
     def backward(ctx, g_out, g_spikes, g_v):
         g_mem = None if g_v is None else g_v * ctx.scale  # d v / d m = scale
         g_x, g_m0, g_beta, g_th, g_amp, *_ = _LIFScan.backward(ctx, g_out, g_spikes, g_mem)
-        return g_x, g_m0 / ctx.scale, g_beta, g_th, g_amp, None, None, None, None
+        return (g_x, None if g_m0 is None else g_m0 / ctx.scale, g_beta, g_th, g_amp,
+                None, None, None, None)
 
 
 def _tlif_backward(ctx, g_out, g_spikes, g_v, g_u):
@@ -299,8 +351,8 @@ def _tlif_backward(ctx, g_out, g_spikes, g_v, g_u):
     keep = 1.0 - spikes.abs()
     g_vf = g_v if g_v is not None else torch.zeros_like(v0)
     g_uf = g_u if g_u is not None else torch.zeros_like(u0)
-    g_m, g_v0 = _lif_backward_loop(g_vf, keep, g_s * sg, beta)
-    g_u_all, g_u0 = _lif_backward_loop(g_uf, torch.ones_like(keep), g_m, alpha)
+    g_m, g_v0 = _linear_backward_loop(g_vf, keep, g_s * sg, beta)
+    g_u_all, g_u0 = _linear_backward_loop(g_uf, torch.ones_like(keep), g_m, alpha)
     v_prev = torch.cat([v0[:, None], (mems * keep)[:, :-1]], 1)
     u_prev = torch.cat([u0[:, None], us[:, :-1]], 1)
     g_beta = (g_m * v_prev).sum().reshape(beta.shape)
@@ -435,6 +487,36 @@ class _Neuron(snntorch.SpikingNeuron):
         """The population's decay factors by name (``beta``; ``beta_u`` for TernaryLIF)."""
         raise NotImplementedError
 
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token: ``x`` (B, n), state ``mem`` (B, state_width) -> (out (B, n), spikes (B, n),
+        new state). ``goose_neuro.fast_step`` calls this on every population. This default runs
+        :meth:`forward` on a one-token sequence; subclasses override it with a direct update."""
+        out, s, new = self.forward(x[:, None], mem)
+        return out[:, 0], s[:, 0], new
+
+    def _needs_forward(self, x: Tensor, mem: Tensor) -> bool:
+        """A one-token step must go through :meth:`forward`: fixed-point neurons, or gradients wanted."""
+        return self._fmt is not None or (torch.is_grad_enabled() and (
+            x.requires_grad or mem.requires_grad or any(p.requires_grad for p in self.parameters())))
+
+    def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+        """(decays..., th, -th, amplitude) in ``dtype`` for :meth:`step`; cached until a
+        parameter changes (in-place updates bump the tensor version, reloads change the storage)."""
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            ps = tuple(self._parameters.values())  # the neuron's own parameters (it has no submodules)
+            key = (dtype, device, sum(p._version for p in ps), ps[0].data_ptr())
+            cached = getattr(self, "_step_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        with torch.no_grad():
+            th = self.th.to(device, dtype)
+            consts = (*(d.to(device, dtype) for d in self.decays().values()), th, -th,
+                      self.amplitude.to(device, dtype))
+        if not compiling:
+            self._step_cache = (key, consts)
+        return consts
+
     @torch.no_grad()
     def fixed_params(self, fmt: NeuronFormat | None = None) -> dict:
         """Integer parameters of this population under ``fmt`` (default: its own format), from
@@ -498,6 +580,26 @@ class SpikeLIF(_Neuron):
         if self._fmt is not None:
             return _LIFScanFixed.apply(*args, self._fmt)
         return _LIFScan.apply(*args)
+
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token: ``x`` (B, n), ``mem`` (B, n) -> (out (B, n), spikes (B, n), new mem (B, n)).
+
+        The update rule of :meth:`forward` at T=1 without the sequence machinery (no token
+        loop, no autograd node), for decoding; runs :meth:`forward` for fixed-point neurons or
+        when gradients are needed."""
+        if self.mode == "none":
+            return x, x, mem
+        if self._needs_forward(x, mem):
+            return super().step(x, mem)
+        if x.dtype != mem.dtype:
+            dtype = torch.promote_types(x.dtype, mem.dtype)
+            x, mem = x.to(dtype), mem.to(dtype)
+        beta, th, nth, amp = self._step_constants(x.dtype, x.device)
+        m = torch.addcmul(x, beta, mem)  # (B, n)
+        s = torch.gt(m, th, out=torch.empty_like(m))
+        if self.mode == "ternary":
+            s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
+        return s * amp, s, torch.addcmul(m, s, th, value=-1.0)
 
     def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Readable reference: token loop through snnTorch's surrogate autograd Functions."""
@@ -569,6 +671,23 @@ class TernaryLIFNeuron(_Neuron):
         else:
             out, s, v, u = _TLIFScan.apply(*args)
         return out, s, torch.cat([v, u], 1)
+
+    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One token of :meth:`forward` without the sequence machinery: ``x`` (B, n), state
+        ``[v, u]`` (B, 2n) -> (out, spikes, new state)."""
+        if self.mode == "none":
+            return x, x, mem
+        if self._needs_forward(x, mem):
+            return super().step(x, mem)
+        if x.dtype != mem.dtype:
+            dtype = torch.promote_types(x.dtype, mem.dtype)
+            x, mem = x.to(dtype), mem.to(dtype)
+        beta, beta_u, th, nth, amp = self._step_constants(x.dtype, x.device)
+        u = torch.addcmul(x, beta_u, mem[:, self.n:])  # beta_u * u + x
+        m = torch.addcmul(u, beta, mem[:, :self.n])  # beta * v + u
+        s = torch.gt(m, th, out=torch.empty_like(m))
+        s.sub_(torch.lt(m, nth, out=torch.empty_like(m)))
+        return s * amp, s, torch.cat([m * (1.0 - s.abs()), u], 1)  # reset to zero
 
     def forward_reference(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Readable reference through snnTorch's surrogate Functions (reset detached)."""

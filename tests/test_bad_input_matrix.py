@@ -355,6 +355,17 @@ def cases() -> list[Case]:
     for h in ("under_file", "sys"):
         add(Case("goose-energy", f"unwritable-{h}", lambda w, h=h: _energy(w, out=unwritable(w, h)),
                  UNWRITABLE_FAULT[h]))
+    for h in PKG_FAULT:
+        add(Case("goose-energy", f"package-{h}", lambda w, h=h: _energy(w, extra=["--package", bad_pkg(w, h)]),
+                 PKG_FAULT[h]))
+    add(Case("goose-energy", "package-other-model", lambda w: _energy(w, ck=str(w["A"]["ck_other_vocab"]),
+                                                                      extra=["--package", str(w["A"]["loihi2"])]),
+             r"exported from a different model than the checkpoint"))
+    add(Case("goose-energy", "package-wrong-target", lambda w: _energy(w, prof="cmos45-int8",
+                                                                       extra=["--package", str(w["A"]["loihi2"])]),
+             r"is for loihi2: add --profile loihi2"))
+    add(Case("goose-energy", "placement-option", lambda w: _energy(w, prof="loihi2:population=host"),
+             r"population='host'"))
     # goose-demo (only cases that fail before any stage runs)
     add(Case("goose-demo", "steps-0", lambda w: _demo(w, extra=["--steps", "0"]), r"--steps must be >= 1 \(got 0\)"))
     add(Case("goose-demo", "teacher-without-data", lambda w: _demo(w, extra=["--teacher", str(w["A"]["teacher"])]),

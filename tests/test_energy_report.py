@@ -48,12 +48,21 @@ def test_json_layout_and_csv_agree(made):
     for name, b in rep["profiles"].items():
         s = b["student"]
         assert set(s["counts_per_token"]) == set(OP_CLASSES)
-        assert s["energy_pj_per_token"] == pytest.approx(sum(s["energy_pj_by_class"].values()))
+        w = s.get("by_where")
+        extra = 0.0 if w is None else sum(w[k]["energy_pj"] for k in ("host_chip", "spike_hops", "static"))
+        assert s["energy_pj_per_token"] == pytest.approx(sum(s["energy_pj_by_class"].values()) + extra)
+        assert (w is not None) == (name in ("loihi", "loihi2"))  # Loihi targets are priced as packages
         rows = layers[layers.profile == name]
         assert rows.pj_total.sum() == pytest.approx(s["energy_pj_per_token"], rel=1e-9)
         for c in OP_CLASSES:
             assert rows[f"count_{c}"].sum() == pytest.approx(s["counts_per_token"][c], rel=1e-9, abs=1e-9)
-            assert s["energy_pj_by_class"][c] == pytest.approx(s["counts_per_token"][c] * b["constants"][c]["pj"])
+            if w is None:
+                assert s["energy_pj_by_class"][c] == pytest.approx(s["counts_per_token"][c] * b["constants"][c]["pj"])
+            else:  # each place priced with its own profile
+                places = [k for k in ("core", "host", "host_neuron") if k in w]
+                assert s["energy_pj_by_class"][c] == pytest.approx(sum(
+                    w[k]["counts_per_token"][c] * b["constants_by_where"][k][c]["pj"] for k in places))
+                assert s["counts_per_token"][c] == pytest.approx(sum(w[k]["counts_per_token"][c] for k in places))
         for L in ("128", "512", "1024"):
             t = b["teacher"][L]
             assert b["student_over_teacher"][L] == pytest.approx(s["energy_pj_per_token"] / t["energy_pj_per_token"])
@@ -79,9 +88,10 @@ def test_markdown_shows_the_json_numbers(made):
     assert "not published" in md and "Assumptions" in md and "Davies et al. 2018" in md
 
 
-def _hook_counts(ck, txt, n_tokens: int) -> dict[str, float]:
+def _hook_counts(ck, txt, n_tokens: int, fixed: bool = False) -> dict[str, float]:
     """Independent per-token figures from the checkpoint: a plain forward pass with hooks on the
-    ternary synapses (their inputs) and the neurons (their outputs). No activity profile, no IR."""
+    ternary synapses (their inputs) and the neurons (their outputs). No activity profile, no IR.
+    ``fixed``: run the integer neurons a Loihi package deploys (float64, default frac_bits)."""
     import torch
 
     from goose_neuro.checkpoint import load_checkpoint
@@ -89,6 +99,9 @@ def _hook_counts(ck, txt, n_tokens: int) -> dict[str, float]:
     from goose_neuro.ternary import TernaryLinear
 
     model, _ = load_checkpoint(ck)
+    if fixed:
+        model = model.double()
+        model.set_fixed_point(model.deployed_format())
     ids = torch.tensor(encode_file(txt, load_tokenizer(ck, model.cfg.vocab_size), model.cfg.vocab_size,
                                    max_tokens=n_tokens))[None]
     syn = [m for m in model.modules() if isinstance(m, TernaryLinear) and m is not model.head]
@@ -109,6 +122,8 @@ def _hook_counts(ck, txt, n_tokens: int) -> dict[str, float]:
     for h in hs:
         h.remove()
     got["neurons"] = float(sum(m.n for m in lifs))
+    # one readout compartment per row: [S] for equal TTQ scales, [P; N] otherwise
+    got["readouts"] = float(sum(m.weight.shape[0] * (1 if torch.equal(m.wp.abs(), m.wn.abs()) else 2) for m in syn))
     got["head_macs"] = float(model.cfg.d_model * model.cfg.vocab_size)
     got["ln_macs"] = float((2 + 2 * model.cfg.n_layers) * model.cfg.d_model)
     return got
@@ -116,15 +131,21 @@ def _hook_counts(ck, txt, n_tokens: int) -> dict[str, float]:
 
 def test_student_energy_equals_independent_count(made):
     """The API's numbers against figures computed from the model by hooks and the profiles' published
-    figures (23.6 pJ per synaptic op, 81 pJ per neuron update, 1.7 pJ per spike; int32 add 0.1 pJ)."""
+    figures (23.6 pJ per synaptic op, 81 pJ per neuron update, 1.7 pJ per spike; int32 add 0.1 pJ).
+    Loihi 2 prices its package: the fixed-point neurons' activity, and every population and readout
+    compartment updated every token."""
     d, ck, txt, out = made
     rep = energy_report(ck, txt, 96, profiles=["loihi2", "cmos45-int8"], teacher="gpt2-124m", progress=False)
     h = _hook_counts(ck, txt, 96)
-    assert h["ac"] > 0 and h["events"] > 0
-    l2 = rep["profiles"]["loihi2"]["student"]["energy_pj_by_class"]
-    assert l2["ac"] == pytest.approx(h["ac"] * 23.6, rel=1e-9)
-    assert l2["neuron"] == pytest.approx(h["neurons"] * 81, rel=1e-12)
-    assert l2["spike"] == pytest.approx(h["events"] * 1.7, rel=1e-9)
+    hf = _hook_counts(ck, txt, 96, fixed=True)
+    assert h["ac"] > 0 and h["events"] > 0 and hf["readouts"] > h["neurons"]
+    assert hf["events"] != h["events"]  # the integer neurons fire differently: the test tells them apart
+    l2 = rep["profiles"]["loihi2"]["student"]["by_where"]["core"]["energy_pj_by_class"]
+    assert l2["ac"] == pytest.approx(hf["ac"] * 23.6, rel=1e-9)
+    assert l2["neuron"] == pytest.approx((hf["neurons"] + hf["readouts"]) * 81, rel=1e-12)
+    assert l2["spike"] == pytest.approx(hf["events"] * 1.7, rel=1e-9)
+    assert rep["profiles"]["loihi2"]["package"]["activity"]["firing_rate"] == pytest.approx(
+        hf["events"] / hf["neurons"], rel=1e-9)
     i8 = rep["profiles"]["cmos45-int8"]["student"]["energy_pj_by_class"]
     assert i8["ac"] == pytest.approx(h["dense_synops"] * 0.1, rel=1e-12)  # a dense datapath: every synapse
     a = rep["activity"]
@@ -165,13 +186,12 @@ def test_teacher_and_fair_baseline_against_independent_values(made):
 
 
 def test_break_even_rate_meets_the_reference(made):
-    """At the break-even rate, the counts recomputed with the activity scaled to that rate cost exactly
+    """At the break-even rate, the package recomputed with its activity scaled to that rate costs exactly
     the reference; a dense target's energy does not depend on the rate (no break-even)."""
     from goose_neuro.energy.activity import ActivityProfile, profile_text
-    from goose_neuro.energy.counts import count_graph, events_by_node
-    from goose_neuro.energy.estimate import energy_by_class, host_for, price_table, total
+    from goose_neuro.energy.counts import events_by_node
+    from goose_neuro.energy.package import default_placement, price_placement
     from goose_neuro.export.lower import lower
-    from goose_neuro.export.opcost import Precision
     from goose_neuro.hardware_profiles import load_profile
 
     d, ck, txt, out = made
@@ -179,18 +199,21 @@ def test_break_even_rate_meets_the_reference(made):
     from goose_neuro.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ck)
-    act = profile_text(model, txt, load_tokenizer(ck, 300), 96, progress=False)
     g = lower(model)
+    model = model.double()
+    model.set_fixed_point(model.deployed_format())
+    act = profile_text(model, txt, load_tokenizer(ck, 300), 96, progress=False)
     ev = events_by_node(g, act)
     for name in ("loihi", "loihi2"):
         prof = load_profile(name)
-        twin_e = rep["profiles"][name]["dense_twin"]["energy_pj_per_token"]
-        r = rep["fair_baseline"]["break_even"][name]["dense_twin"]
-        assert 0 < r < 1
-        scaled = {k: v * r / act.firing_rate() for k, v in ev.items()}
-        e = total(energy_by_class(count_graph(g, None, Precision.from_profile(prof), events=scaled).totals,
-                                  price_table(prof, host_for(prof))))
-        assert e == pytest.approx(twin_e, rel=1e-9)
+        assert rep["profiles"][name]["rate_model"]["measured_rate"] == pytest.approx(act.firing_rate())
+        for ref, r in ((rep["profiles"][name]["dense_twin"]["energy_pj_per_token"],
+                        rep["fair_baseline"]["break_even"][name]["dense_twin"]),
+                       (rep["fair_baseline"]["teachers"]["int8"]["512"],
+                        rep["fair_baseline"]["break_even"][name]["teacher_int8"]["512"])):
+            scaled = {k: v * r / act.firing_rate() for k, v in ev.items()}
+            e = price_placement(g, default_placement(g, name), scaled, prof)["energy_pj_per_token"]
+            assert e == pytest.approx(ref, rel=1e-9)
     be = rep["fair_baseline"]["break_even"]["cmos45-int8"]
     assert be["dense_twin"] is None and be["teacher_int8"]["512"] is None
     assert rep["profiles"]["cmos45-int8"]["rate_model"]["slope_pj"] == 0
@@ -251,3 +274,7 @@ def test_dense_checkpoint_reports_without_a_twin(tmp_path):
     assert rep["fair_baseline"]["break_even"]["loihi2"]["teacher_int8"]["512"] is None
     assert "its own dense twin" in rep["fair_baseline"]["dense_twin_note"]
     assert rep["profiles"]["loihi2"]["student"]["counts_per_token"]["neuron"] == 0
+    # no spiking populations, so no Loihi package: priced with the profile's class table, and said so
+    assert "package" not in rep["profiles"]["loihi2"]
+    assert "no loihi2 package can be built" in rep["profiles"]["loihi2"]["package_note"]
+    assert "no spiking populations" in rep["profiles"]["loihi2"]["package_note"]

@@ -166,3 +166,118 @@ def test_fixed_point_neuron_edges_and_step_mode():
         lif.set_fixed_point(neuron_format("ternary_lif", 11))
     lif.set_fixed_point(None)
     assert not lif.fixed_point
+
+
+class _ClosedFormSpike(torch.autograd.Function):
+    """H(u) with the surrogate's closed-form derivative, all in float64 (a reference that,
+    unlike snnTorch's Functions, does not round gradients to float32)."""
+
+    @staticmethod
+    def forward(ctx, u, name, slope):
+        ctx.save_for_backward(u)
+        ctx.name, ctx.slope = name, slope
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (u,) = ctx.saved_tensors
+        return g * surrogate_grad_closed_form(ctx.name, ctx.slope, u), None, None
+
+
+def _lif_autograd_reference(lif, x, mem):
+    """Token loop of the update rule through plain autograd (float64 surrogates)."""
+    beta, th, outs, spikes = lif.beta.to(x.dtype), lif.th.to(x.dtype), [], []
+    for t in range(x.shape[1]):
+        mem = beta * mem + x[:, t]
+        s = _ClosedFormSpike.apply(mem - th, lif._sname, lif._slope)
+        if lif.mode == "ternary":
+            s = s - _ClosedFormSpike.apply(-mem - th, lif._sname, lif._slope)
+        mem = mem - s * th
+        outs.append(s * lif.amplitude)
+        spikes.append(s)
+    return torch.stack(outs, 1), torch.stack(spikes, 1), mem
+
+
+@pytest.mark.parametrize("mode", ["ternary", "binary"])
+@pytest.mark.parametrize("sname,slope", [("atan", 2.0), ("fast_sigmoid", 10.0), ("sigmoid", 4.0)])
+@pytest.mark.parametrize("T", [1, 2, 40])
+def test_fused_scan_gradients_exact_in_float64(mode, sname, slope, T):
+    """Every input and parameter gradient of the fused node (through the output, the spikes and
+    the final membrane at once) equals plain autograd of the update rule to 1e-12."""
+    torch.manual_seed(1)
+    lif = SpikeLIF(7, mode=mode, surrogate_name=sname, slope=slope, amplitude_mode="channel").double()
+    with torch.no_grad():
+        lif.graded_spikes_factor.uniform_(0.5, 1.5)
+        lif.beta_logit.uniform_(-1, 1)
+        lif.threshold.uniform_(0.3, 0.9)
+    x = (torch.randn(3, T, 7, dtype=torch.float64) * 1.5).requires_grad_()
+    m0 = (torch.randn(3, 7, dtype=torch.float64) * 0.5).requires_grad_()
+    w_out, w_s = torch.randn(3, T, 7, dtype=torch.float64), torch.randn(3, T, 7, dtype=torch.float64)
+    w_mem = torch.randn(3, 7, dtype=torch.float64)
+    params = [x, m0, lif.beta_logit, lif.threshold, lif.graded_spikes_factor]
+    results = []
+    for fn in (lif.forward, lambda a, b: _lif_autograd_reference(lif, a, b)):
+        out, s, mem = fn(x, m0)
+        loss = (out * w_out).sum() + (s * w_s).sum() + (mem * w_mem).sum()
+        results.append(((out, s, mem), torch.autograd.grad(loss, params)))
+    (v1, g1), (v2, g2) = results
+    for a, b in zip(v1, v2):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    for name, a, b in zip(("x", "mem0", "beta", "threshold", "amplitude"), g1, g2):
+        # beta and th are computed in float32 from their parameters (so that the integer neuron
+        # rounds the same values in every dtype): their gradients are float32-exact only
+        tol = 1e-6 if name in ("beta", "threshold") else 1e-12
+        assert torch.allclose(a, b, rtol=tol, atol=tol), (name, (a - b).abs().max())
+
+
+def test_fused_scan_skips_unused_outputs():
+    """Only the output used: gradients equal the reference; only the membrane used: the spike
+    outputs' gradients are zero and the membrane path still flows."""
+    torch.manual_seed(2)
+    lif = SpikeLIF(5, mode="ternary").double()
+    x = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
+    m0 = torch.zeros(2, 5, dtype=torch.float64)
+    _, _, mem = lif(x, m0)
+    (g_fused,) = torch.autograd.grad(mem.sum(), x)
+    _, _, mem_r = _lif_autograd_reference(lif, x, m0)
+    (g_ref,) = torch.autograd.grad(mem_r.sum(), x)
+    assert torch.allclose(g_fused, g_ref, atol=1e-12) and g_fused.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["ternary", "binary"])
+@pytest.mark.parametrize("sname,slope", [("atan", 2.0), ("fast_sigmoid", 10.0), ("sigmoid", 4.0)])
+def test_scan_node_gradients_exact_for_float64_leaves(mode, sname, slope):
+    """The fused node's backward itself, on float64 leaves for beta, th and the amplitude:
+    every gradient equals plain autograd of the update rule to 1e-12."""
+    from goose_neuro.neurons import _LIFScan
+
+    torch.manual_seed(3)
+    n, T = 6, 30
+    x = (torch.randn(2, T, n, dtype=torch.float64) * 1.5).requires_grad_()
+    m0 = (torch.randn(2, n, dtype=torch.float64) * 0.5).requires_grad_()
+    beta = torch.rand(n, dtype=torch.float64).mul(0.8).add(0.1).requires_grad_()
+    th = torch.rand(n, dtype=torch.float64).mul(0.6).add(0.3).requires_grad_()
+    amp = torch.rand(n, dtype=torch.float64).add(0.5).requires_grad_()
+    w = [torch.randn(2, T, n, dtype=torch.float64), torch.randn(2, T, n, dtype=torch.float64),
+         torch.randn(2, n, dtype=torch.float64)]
+    leaves = [x, m0, beta, th, amp]
+
+    def reference():
+        mem, outs, ss = m0, [], []
+        for t in range(T):
+            mem = beta * mem + x[:, t]
+            s = _ClosedFormSpike.apply(mem - th, sname, slope)
+            if mode == "ternary":
+                s = s - _ClosedFormSpike.apply(-mem - th, sname, slope)
+            mem = mem - s * th
+            outs.append(s * amp)
+            ss.append(s)
+        return torch.stack(outs, 1), torch.stack(ss, 1), mem
+
+    got = []
+    for fn in (lambda: _LIFScan.apply(x, m0, beta, th, amp, mode == "ternary", sname, slope), reference):
+        out, s, mem = fn()
+        loss = (out * w[0]).sum() + (s * w[1]).sum() + (mem * w[2]).sum()
+        got.append(torch.autograd.grad(loss, leaves))
+    for name, a, b in zip(("x", "mem0", "beta", "th", "amplitude"), *got):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), (name, (a - b).abs().max())

@@ -4,17 +4,37 @@ An ESTIMATE: open-source Lava has no per-core packing or fan-in check (that live
 compiler), so cores and chips are computed here from the profile's limits (neurons per core,
 synaptic memory per core, input axons per core, cores per chip), one group at a time.
 Compartments are the placement's: every population compartment (ON/OFF pairs count twice) and
-every readout compartment (one per chain row).
+every readout compartment (one per chain row). Operations per token come from the one op-cost
+table (:func:`goose_neuro.export.opcost.placement_cost`).
+
+Core layout (an ESTIMATE, used to count spike hops between cores): the groups get consecutive
+cores in the order of the report (each population's compartments, then its synapses and
+readouts); the cores of a chip sit on a mesh ``W = ceil(sqrt(cores_per_chip))`` columns wide,
+one core per mesh position, filled row by row in alternating directions (consecutive cores are
+neighbours). A spike of a population on the cores goes to every
+core of its chain's synapse group (each of those cores holds readout rows for every input) and
+travels the Manhattan distance: ``|dx|`` east-west hops and ``|dy|`` north-south hops; a
+population's neurons are spread evenly over its own cores. Messages between chips are counted but
+not priced (no figure); Loihi 1 host neurons' spikes and the host's inputs enter at the chip
+boundary and are priced as host-chip traffic, not as hops.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping
+
+import numpy as np
 
 from goose_neuro.export import ir
-from goose_neuro.export.opcost import Precision, node_cost
+from goose_neuro.export.opcost import Precision, placement_cost
 from goose_neuro.export.placement import Placement
 from goose_neuro.hardware_profiles import COMPUTE_CLASSES
+
+HOW_HOPS = ("groups on consecutive cores (population, then its synapses and readouts), cores row by row "
+            "(alternating direction) on a mesh ceil(sqrt(cores_per_chip)) wide; each spike goes to every core "
+            "of its synapse group over the Manhattan distance (E-W = columns, N-S = rows); neurons spread evenly "
+            "over their cores")
 
 
 def _limits(target: str) -> tuple[dict[str, float], str]:
@@ -35,33 +55,83 @@ def _cores(neurons: int, syn_bytes: float, fan_in: int, lim: dict[str, float]) -
     return max(1, *need)
 
 
-def _host_op_count(graph: ir.Graph, name: str) -> float:
-    """Operations per token of one host op, from the shared op-cost table (compute classes)."""
-    cost = node_cost(graph, name, None, Precision())
-    return float(sum(cost[k] for k in COMPUTE_CLASSES))
-
-
-def resource_report(manifest: dict, graph: ir.Graph) -> dict:
-    """Neurons, synapses, memory, fan-in, cores and chips (an ESTIMATE) plus the share of
-    per-token operations on cores vs host."""
-    pl = Placement.from_dict(manifest["placement"])
-    lim, src = _limits(pl.target)
+def core_groups(pl: Placement, lim: dict[str, float]) -> list[dict]:
+    """The placement's groups (population compartments; synapses + readouts per chain) with their
+    cores, laid on consecutive cores (``first_core``)."""
     wbits = lim.get("weight_bits", 8)
-    groups, core_ops, host_ops = [], 0.0, 0.0
-    for c, (pop, ch) in enumerate(zip(pl.populations, manifest["chains"])):
-        rows, cols = ch["weight_shape"]
-        syn = int(ch["synapse_count"])
+    groups, first = [], 0
+    for c, pop in enumerate(pl.populations):
+        rows = pl.chain_rows(c)
+        cols = 2 * pop.n if pop.transport == "onoff" else pop.n
+        syn = sum(s.synapses for s in pl.synapses_of(c))
         syn_bytes = syn * wbits / 8
         if pop.compartments:
-            groups.append({"name": f"{pop.node} (population)", "neurons": pop.compartments, "synapses": 0,
-                           "fan_in": 1, "fan_out": rows, "cores": _cores(pop.compartments, 0, 1, lim)})
-        groups.append({"name": f"{pop.node} (synapses + readout)", "neurons": rows, "synapses": syn,
-                       "synaptic_memory_bytes": syn_bytes, "fan_in": cols, "fan_out": 0,
-                       "cores": _cores(rows, syn_bytes, cols, lim)})
-        core_ops += syn + pop.compartments + rows
-        host_ops += 4 * pop.n if pop.runs_on == "host" else 0  # host neuron update
-        host_ops += sum(2 * s.out_features for s in pl.synapses_of(c))  # readout scales
-    host_ops += sum(_host_op_count(graph, h.node) for h in pl.host_ops)
+            k = _cores(pop.compartments, 0, 1, lim)
+            groups.append({"name": f"{pop.node} (population)", "chain": c, "kind": "population",
+                           "neurons": pop.compartments, "synapses": 0, "fan_in": 1, "fan_out": rows, "cores": k,
+                           "first_core": first})
+            first += k
+        k = _cores(rows, syn_bytes, cols, lim)
+        groups.append({"name": f"{pop.node} (synapses + readout)", "chain": c, "kind": "synapses", "neurons": rows,
+                       "synapses": syn, "synaptic_memory_bytes": syn_bytes, "fan_in": cols, "fan_out": 0,
+                       "cores": k, "first_core": first})
+        first += k
+    return groups
+
+
+def _core_xy(i: int, lim: dict[str, float]) -> tuple[int, int, int]:
+    """(chip, x, y) of global core index ``i``: rows filled alternately east and west (so consecutive
+    cores are neighbours)."""
+    cpc = int(lim.get("cores_per_chip", 128))
+    w = math.ceil(math.sqrt(cpc))
+    j = i % cpc
+    y = j // w
+    x = j % w if y % 2 == 0 else w - 1 - j % w
+    return i // cpc, x, y
+
+
+def spike_hops(pl: Placement, events: Mapping[str, np.ndarray] | None, lim: dict[str, float] | None = None) -> dict:
+    """Spike messages between cores per token and their hops (see the module docstring).
+
+    ``events``: LIF node name -> (n,) mean events per token (None: every neuron fires every token)."""
+    if lim is None:
+        lim = _limits(pl.target)[0]
+    groups = core_groups(pl, lim)
+    per, tot = {}, {"messages": 0.0, "hops_ew": 0.0, "hops_ns": 0.0, "inter_chip_messages": 0.0}
+    for c, pop in enumerate(pl.populations):
+        if pop.runs_on != "core":
+            continue
+        src = next(g for g in groups if g["chain"] == c and g["kind"] == "population")
+        dst = next(g for g in groups if g["chain"] == c and g["kind"] == "synapses")
+        e = float(pop.n) if events is None else float(np.asarray(events[pop.node], dtype=np.float64).sum())
+        S = [_core_xy(i, lim) for i in range(src["first_core"], src["first_core"] + src["cores"])]
+        D = [_core_xy(i, lim) for i in range(dst["first_core"], dst["first_core"] + dst["cores"])]
+        ew = sum(abs(s[1] - d[1]) for s in S for d in D if s[0] == d[0]) / len(S)
+        ns = sum(abs(s[2] - d[2]) for s in S for d in D if s[0] == d[0]) / len(S)
+        cross = sum(1 for s in S for d in D if s[0] != d[0]) / len(S)
+        row = {"events": e, "destination_cores": len(D), "messages": e * len(D), "hops_ew": e * ew,
+               "hops_ns": e * ns, "inter_chip_messages": e * cross}
+        per[pop.node] = row
+        for k in tot:
+            tot[k] += row[k]
+    return {**tot, "per_population": per, "how": HOW_HOPS}
+
+
+def _ops(costs, where: tuple[str, ...]) -> float:
+    return float(sum(c.counts[k] for c in costs if c.where in where for k in COMPUTE_CLASSES))
+
+
+def placement_resources(pl: Placement, graph: ir.Graph) -> dict:
+    """Neurons, synapses, memory, fan-in, cores and chips (an ESTIMATE) plus the share of
+    per-token operations on cores vs host (every neuron firing every token: an upper bound)."""
+    from goose_neuro.hardware_profiles import load_profile
+
+    lim, src = _limits(pl.target)
+    groups = core_groups(pl, lim)
+    core = Precision.from_profile(load_profile(pl.target))
+    host = Precision(event_driven=False)
+    costs = placement_cost(graph, pl, None, core, host, host)
+    core_ops, host_ops = _ops(costs, ("core",)), _ops(costs, ("host", "host_neuron"))
     neurons = sum(g["neurons"] for g in groups)
     synapses = sum(g["synapses"] for g in groups)
     cores = sum(g["cores"] for g in groups)
@@ -77,8 +147,15 @@ def resource_report(manifest: dict, graph: ir.Graph) -> dict:
                "on_core_share_of_ops": core_ops / max(1.0, core_ops + host_ops)}
     return {"summary": summary, "groups": groups, "checks": checks, "limits": lim, "limits_source": src,
             "note": "ESTIMATE from hardware profile limits; the real placement is done by Intel's closed "
-                    "compiler. Core ops count every synapse once per token (all inputs spiking: an upper "
-                    "bound) plus one update per compartment; host ops are those of the host program."}
+                    "compiler. Operations per token come from the op-cost table (export.opcost.placement_cost) "
+                    "with every neuron firing once per token (an upper bound): on the cores, synaptic ops, one "
+                    "update per compartment (populations and readouts) and spike messages; on the host, every "
+                    "host op (dense), input mantissas, readout decoding and scales, and Loihi 1 host neurons."}
+
+
+def resource_report(manifest: dict, graph: ir.Graph) -> dict:
+    """:func:`placement_resources` of a package manifest's placement."""
+    return placement_resources(Placement.from_dict(manifest["placement"]), graph)
 
 
 def resource_markdown(res: dict) -> str:

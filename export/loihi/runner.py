@@ -331,7 +331,7 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int, rec_dir:
     chains = manifest["chains"]
     delay = int(manifest["time"]["chain_latency_steps"])
     loihi2 = manifest["readout"] == "sigma"
-    pops, nets, spike_mons, procs = [], [], [], {}
+    pops, nets, spike_mons, splits = [], [], [], []
     for ch in chains:
         path = os.path.join(package, ch["net_file"])
         pop = _population(ch, params, path)
@@ -341,7 +341,7 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int, rec_dir:
             split = OnOffSplit(shape=(int(ch["n"]),))
             pop.s_out.connect(split.a_in)
             split.s_out.connect(net.inp)
-            procs.setdefault("on/off split", []).append(split)
+            splits.append(split)
         else:
             pop.s_out.connect(net.inp)
         rec = Recorder(shape=pop.s_out.shape, steps=steps, path=os.path.join(rec_dir, f"spikes_{len(pops)}.npy"))
@@ -370,7 +370,7 @@ def build(package: str, manifest: dict, tokens: np.ndarray, steps: int, rec_dir:
             seg.x_out.connect(rec.a_in)
             in_mons.append(rec)
         segs.append(seg)
-    return pops, nets, spike_mons, in_mons, segs
+    return pops, nets, spike_mons, in_mons, segs, splits
 
 
 def _models(processes) -> list[str]:
@@ -397,7 +397,8 @@ def run(package: str, tokens: np.ndarray) -> dict:
     steps = N + d * M
     rec_dir = tempfile.mkdtemp(prefix="goose-lava-rec-")
     t0 = time.time()
-    pops, nets, smons, imons, segs = build(package, manifest, np.asarray(tokens, dtype=np.int64), steps, rec_dir)
+    pops, nets, smons, imons, segs, splits = build(package, manifest, np.asarray(tokens, dtype=np.int64), steps,
+                                                   rec_dir)
     root = segs[-1]
     root.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
     t_build = time.time() - t0
@@ -419,7 +420,7 @@ def run(package: str, tokens: np.ndarray) -> dict:
     readouts = [n.layers[-1].neuron for n in nets]
     synapses = [n.layers[-1].synapse for n in nets]
     models = {"populations": _models(pops), "synapses": _models(synapses), "readouts": _models(readouts),
-              "host": _models(segs)}
+              "host": _models(segs + splits)}
     sys.stderr.write(f"lava: build {t_build:.1f} s, run {t_run:.1f} s, stop {t_stop:.1f} s\n")
     return {"spikes": spikes, "inputs": inputs, "logits": logits, "models": models, "build_s": t_build,
             "run_s": t_run, "steps": steps}

@@ -2,8 +2,12 @@
 or the energy of any NIR graph with given firing rates or input spike trains.
 
     goose-energy --checkpoint DIR --text FILE [--tokens N] --profile loihi2 [--profile ...]
-                 [--baseline cmos45-fp32] [--teacher DIR_OR_NAME] -o REPORT/
+                 [--package PKG_DIR ...] [--baseline cmos45-fp32] [--teacher DIR_OR_NAME] -o REPORT/
     goose-energy --nir FILE.nir --rates RATES.yaml --profile loihi [--profile ...] -o REPORT/
+
+A Loihi profile prices the package goose-export writes for the checkpoint (``--profile
+loihi:population=core`` gives goose-export's ``--opt`` options); ``--package`` prices an exported
+package instead, on the profile named as its target.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ def _parser():
     p.add_argument("--tokens", type=int, default=2048, help="number of tokens to profile")
     p.add_argument("--profile", action="append", default=None, metavar="NAME_OR_YAML",
                    help=f"hardware profile, repeatable (built-in: {', '.join(builtin_profiles())}; or a .yaml path)")
+    p.add_argument("--package", action="append", default=[], metavar="PKG_DIR",
+                   help="an exported Loihi package (goose-export --target loihi|loihi2) to price, on the --profile "
+                        "named as its target; repeatable. Without it a Loihi profile prices goose-export's default "
+                        "package, or the one its options describe (--profile loihi:population=core,host=q16)")
     p.add_argument("--baseline", default="cmos45-fp32", help="profile the teacher comparison is made on")
     p.add_argument("--teacher", default=None, help="teacher: HF model directory (its config.json) or gpt2-124m")
     p.add_argument("--contexts", default="128,512,1024", help="teacher contexts, comma separated")
@@ -65,9 +73,15 @@ def _body(argv: Sequence[str] | None) -> int:
         raise GooseError("--contexts needs at least one positive integer")
     check_writable_dir(args.out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.package and args.nir is None and not args.profile:
+        args.profile = []
+        from goose_neuro.export.loihi import load_package
+
+        for pdir in args.package:  # no --profile: each package on its own target's profile
+            args.profile.append(load_package(pdir).target)
     rep = energy_report(args.checkpoint, args.text, args.tokens, args.profile or ["loihi2"], args.baseline,
                         args.teacher, contexts, args.out, progress=not args.no_progress, plots=not args.no_plots,
-                        label=args.label)
+                        label=args.label, packages=args.package)
     from goose_neuro.energy.report import fmt_rate
 
     L = "512" if "512" in rep["comparison"] else str(contexts[0])
@@ -80,6 +94,12 @@ def _body(argv: Sequence[str] | None) -> int:
                          f"ratio {b['student_over_teacher'][L]:.3g} (vs teacher on {rep['baseline']}: "
                          f"{rep['comparison'][L][n]:.3g}); / int8 teacher {r['student_over_teacher_int8'][L]:.3g}"
                          f"{twin}; break-even rate vs int8 teacher {fmt_rate(be['teacher_int8'][L])}\n")
+        w = b["student"].get("by_where")
+        if w:
+            parts = ", ".join(f"{k} {w[k]['energy_pj']:.4g}" for k in ("core", "host", "host_neuron", "host_chip",
+                                                                       "spike_hops", "static") if k in w)
+            sys.stdout.write(f"{'':16s} package: {parts} pJ/token; host-chip share "
+                             f"{100 * b['student']['host_chip_share']:.1f}%\n")
     a = rep["activity"]
     sys.stdout.write(f"sparsity {a['activation_sparsity']:.4f}, {a['tokens_per_s']:.0f} tokens/s; report in {args.out}\n")
     return 0
@@ -93,8 +113,8 @@ def _nir_body(args) -> int:
     from goose_neuro.fileio import check_writable_dir
     from goose_neuro.hardware_profiles import load_profile
 
-    if args.checkpoint is not None or args.text is not None:
-        raise GooseError("--nir prices a NIR graph: leave out --checkpoint and --text")
+    if args.checkpoint is not None or args.text is not None or args.package:
+        raise GooseError("--nir prices a NIR graph: leave out --checkpoint, --text and --package")
     if args.rates is None:
         raise GooseError("--nir needs --rates (a YAML or JSON file with rates and/or input_spikes)")
     check_writable_dir(args.out)
