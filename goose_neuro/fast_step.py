@@ -15,6 +15,9 @@ update on (B, C); every spiking population through its own ``step(x (B, n), mem)
 neuron classes take part by implementing that method. Logits and state equal sequence
 mode (a float64 test checks every spike mode).
 
+The head follows the model's head options (a population before it, a factorised head), and a
+spike-fed head is an event-driven synapse like the others.
+
 Which state entry belongs to which population or mixer is not spelled out here: it is
 read off the model itself by one probe call of sequence mode (see :func:`state_layout`),
 so this path follows whatever names ``ASNNGoose.state_spec`` uses.
@@ -55,7 +58,14 @@ class MixerKeys:
     wkv: tuple[str, str, str] | None = None
 
 
-def state_layout(model) -> list[tuple[MixerKeys, MixerKeys]]:
+class StateLayout(list):
+    """(time-mix keys, channel-mix keys) per block (a list), and ``head``: the state entry of the head's
+    population (``head_input='spike'``; None for a dense head or spike mode ``none``)."""
+
+    head: str | None = None
+
+
+def state_layout(model) -> StateLayout:
     """(time-mix keys, channel-mix keys) per block, read off one sequence-mode call.
 
     A probe state (batch 1) runs one token through ``model.run`` with hooks on every
@@ -101,11 +111,14 @@ def state_layout(model) -> list[tuple[MixerKeys, MixerKeys]]:
                               f"{type(mixer).__name__} (is this an ASNNGoose?)")
         return MixerKeys(shift[0], mems, others if wkv else None)
 
-    layout = []
+    layout = StateLayout()
     for b in model.blocks:
         layout.append((keys_of(b.tm, [b.tm.lif_in, b.tm.lif_out], True),
                        keys_of(b.cm, [b.cm.lif_in, b.cm.lif_hid], False)))
+    head_lif = getattr(model, "head_lif", None)
+    layout.head = mem_of.get(id(head_lif)) if head_lif is not None else None
     covered = {k for tm, cm in layout for mk in (tm, cm) for k in (mk.shift, *mk.mems.values(), *(mk.wkv or ()))}
+    covered |= {layout.head} - {None}
     if covered != set(probe):
         raise ConfigError(f"fast step: state entries {sorted(set(probe) - covered)[:3]} are not used by any mixer")
     return layout
@@ -210,9 +223,13 @@ class FastStep:
                 "F": _weight(cm.key).shape[0],
             })
         self.head = _rhs(m.head, dtype=self.dtype)
+        self.head_down = _rhs(m.head_down, dtype=self.dtype) if m.cfg.head_rank else None
         eligible = self.device.type == "cpu" and not self.compiled  # data-dependent shapes: eager CPU only
         self.event = {k: eligible and self.blocks[0][k].numel() >= SPARSE_MIN_WEIGHTS
                       for k in ("tm_kvr", "tm_out", "cm_kr", "cm_v")} if self.blocks else {}
+        # a head fed by spikes (and not factorised) reads only the weight rows of the inputs that fired
+        self.event["head"] = (eligible and m.cfg.head_input == "spike" and m.cfg.spike_mode != "none"
+                              and not m.cfg.head_rank and self.head.numel() >= SPARSE_MIN_WEIGHTS)
         self._sig = self._signature()
 
     # -- step -------------------------------------------------------------------------
@@ -276,5 +293,15 @@ class FastStep:
             kk, r = synapse(s, pw["cm_kr"], self.event["cm_kr"]).split([pw["F"], C], dim=-1)  # (B, F), (B, C)
             s = fire(cm.lif_hid, ck, torch.relu(kk).square_())
             x = x + torch.sigmoid(r) * synapse(s, pw["cm_v"], self.event["cm_v"])
-        logits = torch.mm(ln(m.ln_out, x), self.head)  # (B, V)
+        h = ln(m.ln_out, x)  # (B, C)
+        if m.cfg.head_input == "spike":  # the head's population, then the head reads its spikes
+            key = self.layout.head
+            if key is None and m.cfg.spike_mode != "none":
+                raise _StaleLayout
+            h, _, mem = m.head_lif.step(h, None if key is None else state[key])
+            if key is not None:
+                new[key] = mem
+        if self.head_down is not None:
+            h = torch.mm(h, self.head_down)  # (B, r)
+        logits = synapse(h, self.head, self.event["head"])  # (B, V)
         return logits, {k: new[k] for k in self.keys}

@@ -44,9 +44,11 @@ def _assert_same(got, st, ref, st_ref, tol=1e-12):
 
 @pytest.mark.parametrize("mode,kw", [
     (mode, kw) for mode in ("ternary", "binary", "none")
-    for kw in ({}, {"amplitude_mode": "channel", "quantize_head": True}, {"tie_embeddings": True})
+    for kw in ({}, {"amplitude_mode": "channel", "quantize_head": True}, {"tie_embeddings": True},
+               {"head_input": "spike", "quantize_head": True}, {"head_input": "spike", "head_rank": 8})
 ] + [("ternary", {"neuron": "ternary_lif"}), ("none", {"neuron": "ternary_lif"}),
-     ("ternary", {"neuron": "ternary_lif", "amplitude_mode": "channel"})])
+     ("ternary", {"neuron": "ternary_lif", "amplitude_mode": "channel"}),
+     ("ternary", {"neuron": "ternary_lif", "head_input": "spike", "quantize_head": True})])
 def test_fast_step_equals_sequence_mode_float64(mode, kw):
     m = _model(spike_mode=mode, **kw)
     tok = torch.randint(0, m.cfg.vocab_size, (3, 24))
@@ -195,9 +197,9 @@ def test_fast_step_with_event_driven_synapses_equals_sequence_mode(monkeypatch, 
     import goose_neuro.fast_step as fs
 
     monkeypatch.setattr(fs, "SPARSE_MIN_WEIGHTS", 0)
-    m = _model(seed=5, spike_mode=mode)
+    m = _model(seed=5, spike_mode=mode, head_input="spike", quantize_head=True)
     step = FastStep(m)
-    assert all(step.event.values())
+    assert all(step.event.values()) and "head" in step.event  # the spike-fed head too
     calls = {"sparse": 0}
     orig = torch.nn.functional.embedding_bag
 
