@@ -5,9 +5,10 @@ the energy per token as a line in each population's events::
 
     E_token = E0 + sum_p c_p E_p        E_p: events per token of population p
 
-Every count of :func:`goose_neuro.export.opcost.node_cost` is linear in the events, so both numbers
-are exact evaluations of the same count the report makes (:func:`goose_neuro.energy.counts.count_graph`
-on the lowered model, priced by :func:`goose_neuro.energy.estimate.price_table`)::
+Every term of the energy report is linear in the events, so both numbers are exact evaluations of the
+price the report gives the lowered model (:func:`energy_function`: on a Loihi target the package
+goose-export writes, :func:`goose_neuro.energy.package.price_placement`; on any other profile the
+op-cost table and the profile's class table, :func:`goose_neuro.energy.counts.count_graph`)::
 
     E0  = E(no events)
     c_p = (E(every channel of p firing once per token, nothing else) - E0) / n_p
@@ -17,6 +18,8 @@ nonzero weights their columns hold). The core package takes these numbers as pla
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -30,22 +33,42 @@ from goose_neuro.hardware_profiles import HardwareProfile, load_profile
 from goose_neuro.training.energy_term import ActivityPrices, Pricer
 
 
+def energy_function(graph: ir.Graph, profile: HardwareProfile) -> tuple[Callable[[dict], float], str]:
+    """``events -> energy per token (pJ)`` of ``graph`` on ``profile``, priced as the energy report prices it:
+    a Loihi target as the package goose-export writes (its default placement: each node where it runs,
+    host-chip traffic, spike hops, static power where stated), any other profile with its class table.
+    Returns the function and a note saying which."""
+    from goose_neuro.energy.api import resolve_targets
+    from goose_neuro.energy.package import price_placement
+
+    dep = resolve_targets(graph, [profile])[0]
+    if dep.placement is not None:
+        pl = dep.placement
+
+        def placed(events: dict) -> float:
+            return price_placement(graph, pl, events, profile, seconds_per_token=dep.seconds_per_token)[
+                "energy_pj_per_token"]
+
+        return placed, f"the {profile.name} package as goose-export places it"
+    prices = price_table(profile, host_for(profile))
+    prec = Precision.from_profile(profile)
+
+    def counted(events: dict) -> float:
+        return total(energy_by_class(count_graph(graph, None, prec, events=events).totals, prices))
+
+    return counted, dep.note or f"the deployment graph on {profile.name}'s class table"
+
+
 def activity_prices(model, profile: str | HardwareProfile) -> ActivityPrices:
     """E0 and the price of one event of each spiking population of ``model`` on ``profile``."""
     prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
-    prices = price_table(prof, host_for(prof))
-    prec = Precision.from_profile(prof)
     g = lower(model)
+    energy, note = energy_function(g, prof)
     lifs = g.of_type(ir.LIF)
     zero = {k: np.zeros(n.n) for k, n in lifs.items()}
-
-    def energy(events: dict[str, np.ndarray]) -> float:
-        return total(energy_by_class(count_graph(g, None, prec, events=events).totals, prices))
-
     e0 = energy(zero)
     per = {k: (energy({**zero, k: np.ones(n.n)}) - e0) / n.n for k, n in lifs.items()}
-    return ActivityPrices(prof.name, e0, per, {k: n.n for k, n in lifs.items()},
-                          note="op-cost table x profile prices, deployment graph without placement")
+    return ActivityPrices(prof.name, e0, per, {k: n.n for k, n in lifs.items()}, note=note)
 
 
 def activity_pricer(profile: str | HardwareProfile, priced_term: bool = False) -> Pricer:
