@@ -8,14 +8,16 @@ Per run (``measure``)::
                                   fresh state (student) / empty context (teacher)
     val_ppl                       goose-train's own last evaluation (val.txt, 32 windows of 64 tokens)
     zero_fraction                 NeuroBench ActivationSparsity over ACTIVITY_TOKENS test tokens, state carried
-    <profile>.student_pj          energy per token (goose_neuro.energy.build_report), per profile
+    <profile>.student_pj          energy per token as the energy report prices it (goose_neuro.energy.build_report):
+                                  on loihi2 the package goose-export writes (each node where the placement runs it,
+                                  host ops on the float64 host, host-chip traffic, spike hops), elsewhere the
+                                  deployment graph on the profile's class table
+    <profile>.by_where            loihi2: that price split into core, host, host_chip, spike_hops, static
+    <profile>.graph_pj            the deployment graph on the profile's class table (no placement), for reference
     <profile>.head_share          share of it spent on the head side (ln_out, head_lif, head_down, head)
     <profile>.dense_twin_pj       the same network with spike_mode none (dense activations), same target
     dense_twin_test_ppl           that dense twin's test perplexity (same weights, trained with spikes)
     fp32 / int8 teacher_pj        the teacher on cmos45-fp32 / cmos45-int8 at context 512
-    loihi2.placed_pj              loihi2 as the Loihi 2 package runs it: synapse nodes that the placement puts
-                                  on the host (a dense-input head) priced on the host profile (cmos45-fp64, the
-                                  package's default float64 host) instead of as on-chip synapses
 
 Runs are cached: a run directory that already holds a finished checkpoint of the same options is
 measured, not retrained (``--retrain`` in the scripts forces training).
@@ -38,7 +40,7 @@ TRAIN, VAL, TEST = DATA / "train.txt", DATA / "val.txt", DATA / "test.txt"
 PROFILES = ("loihi2", "cmos45-int8")
 CONTEXT = "512"
 TEST_CTX, TEST_WINDOWS, ACTIVITY_TOKENS = 128, 64, 2048
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 
 
 def check_inputs() -> str | None:
@@ -69,7 +71,7 @@ def train(out: Path, steps: int, model: dict[str, Any] | None = None, train: dic
     return summary
 
 
-def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
+def measure(ckpt: Path) -> dict[str, Any]:
     """Test perplexity (student, teacher), sparsity and energy per token of a checkpoint (cached in ckpt)."""
     cached = ckpt / "measure.json"
     stamp = (ckpt / "model.safetensors").stat().st_mtime
@@ -124,40 +126,18 @@ def measure(ckpt: Path, host_profile: str = "cmos45-fp64") -> dict[str, Any]:
         if name not in PROFILES:
             continue
         st = blk["student"]["energy_pj_per_token"]
+        head = sum(r["pj_total"] for r in rep["layers"] if r["profile"] == name and r["layer"] == "head")
         prof = load_profile(name)
         prices, prec = price_table(prof, _host(prof)), Precision.from_profile(prof)
-        head = sum(total(energy_by_class(node_cost(graph, n, events, prec), prices))
-                   for n in graph.nodes if layer_of(n) == "head")
-        rec = {"student_pj": st, "head_share": head / st,
-               "over_fp32": st / out["teacher_fp32_pj"], "over_int8": st / out["teacher_int8_pj"],
-               "dense_twin_pj": blk.get("dense_twin", {}).get("energy_pj_per_token")}
-        if name == "loihi2":  # synapses the Loihi 2 placement runs on the host, priced there
-            rec.update(placed(graph, events, prices, prec, st, host_profile))
-        out[name] = rec
+        graph_pj = sum(total(energy_by_class(node_cost(graph, n, events, prec), prices)) for n in graph.nodes)
+        where = blk["student"].get("by_where") or {}
+        out[name] = {"student_pj": st, "head_share": head / st, "graph_pj": graph_pj,
+                     "over_fp32": st / out["teacher_fp32_pj"], "over_int8": st / out["teacher_int8_pj"],
+                     "dense_twin_pj": blk.get("dense_twin", {}).get("energy_pj_per_token"),
+                     "package": "package" in blk, "package_note": blk.get("package_note", ""),
+                     "by_where": {k: v["energy_pj"] for k, v in where.items()}}
     cached.write_text(json.dumps(out, indent=1, default=float))
     return out
-
-
-def placed(graph, events, prices, prec, student_pj: float, host_profile: str) -> dict[str, Any]:
-    """Energy on loihi2 with every synapse node that the Loihi 2 placement runs on the host (the head
-    unless it is a spike-fed ternary synapse) priced on ``host_profile`` (the package's float64 host),
-    as the deployed package would spend it. ``placed_pj`` is None when the placement refuses the model."""
-    from goose_neuro.energy.estimate import energy_by_class, price_table, total
-    from goose_neuro.errors import ExportError
-    from goose_neuro.export.opcost import SYNAPSE_TYPES, Precision, node_cost
-    from goose_neuro.export.placement import place
-    from goose_neuro.hardware_profiles import load_profile
-
-    hp = load_profile(host_profile)
-    hprices, hprec = price_table(hp, _host(hp)), Precision.from_profile(hp)
-    try:
-        pl = place(graph, "loihi2")
-    except ExportError as e:
-        return {"placed_pj": None, "placed_note": str(e), "host_profile": host_profile}
-    host_syn = [n for n, node in graph.nodes.items() if isinstance(node, SYNAPSE_TYPES) and pl.runs_on(n) == "host"]
-    chip = sum(total(energy_by_class(node_cost(graph, n, events, prec), prices)) for n in host_syn)
-    host = sum(total(energy_by_class(node_cost(graph, n, events, hprec), hprices)) for n in host_syn)
-    return {"placed_pj": student_pj - chip + host, "host_synapses": host_syn, "host_profile": host_profile}
 
 
 def _host(prof):
