@@ -82,7 +82,7 @@ def activity_pricer(profile: str | HardwareProfile, priced_term: bool = False) -
     if priced_term and not prof.event_driven:
         raise ConfigError(f"profile {prof.name!r} charges nothing per spike event (a dense device computes every "
                           f"synapse anyway): the energy term has nothing to price; use an event-driven profile "
-                          f"(loihi2) or a rate target")
+                          f"(loihi2), a rate target, or energy weight 0")
 
     def pricer(model) -> ActivityPrices:
         return activity_prices(model, prof)

@@ -210,7 +210,11 @@ def test_train_config_is_frozen_with_real_lists():
                                    "--pocl-ends", "0.5"])
     got = train_config(a)
     assert got.pocl_taus == (1.0, 1.5, 3.0) and got.pocl_ends == (0.5,) and got.pocl_alphas == (0.5, 0.6, 0.7)
-    assert train_config(build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o"])) == TrainConfig()
+    # goose-train's defaults are TrainConfig's, plus the energy term (which needs the energy layer's prices)
+    from goose_neuro.training.config import RECIPE_ENERGY_WEIGHT
+
+    assert train_config(build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o"])) == \
+        TrainConfig(energy_weight=RECIPE_ENERGY_WEIGHT)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--teacher", "t", "--data", "d", "--out", "o", "--pocl-taus", "1,x"])
 

@@ -208,10 +208,14 @@ STUDENT_LABEL = ("ASNN-Goose student distilled by goose-demo from the demo teach
 
 def stage_train(plan: Plan, st: Stage) -> None:
     from goose_neuro.distill import distill
+    from goose_neuro.energy.training import activity_pricer
     from goose_neuro.training import TrainConfig
+    from goose_neuro.training.config import RECIPE_ENERGY_WEIGHT
 
+    # goose-train's defaults: CTKD, POCL and the energy term priced on loihi2
     cfg = TrainConfig(steps=plan.steps, batch_size=plan.batch_size, seq_len=plan.seq_len, eval_every=plan.eval_every,
-                      ckpt_every=plan.steps, keep_checkpoints=1, warmup=min(50, max(1, plan.steps // 10)))
+                      ckpt_every=plan.steps, keep_checkpoints=1, warmup=min(50, max(1, plan.steps // 10)),
+                      energy_weight=RECIPE_ENERGY_WEIGHT)
     st.command = _cmd("goose-train", "--teacher", plan.teacher, "--data", plan.train_text, "--out", plan.student,
                       "--preset", plan.preset, "--steps", cfg.steps, "--batch-size", cfg.batch_size,
                       "--seq-len", cfg.seq_len, "--eval-every", cfg.eval_every, "--ckpt-every", cfg.ckpt_every,
@@ -220,7 +224,8 @@ def stage_train(plan: Plan, st: Stage) -> None:
                       *(("--cache-dir", plan.cache_dir) if plan.cache_dir else ()))
     ev = distill(plan.teacher, plan.train_text, plan.student, train=cfg, preset=plan.preset, val_data=plan.val_text,
                  threads=plan.threads, cache_dir=plan.cache_dir or None,
-                 meta={"label": STUDENT_LABEL} if plan.demo_teacher else None)
+                 meta={"label": STUDENT_LABEL} if plan.demo_teacher else None,
+                 pricer=activity_pricer(cfg.energy_profile, priced_term=cfg.priced_energy))
     st.figures = {k: ev.get(k) for k in ("step", "student_ppl", "teacher_ppl", "spike_sparsity", "tokens")}
     st.result = (f"{ev.get('step')} steps; val ppl student {_f(ev.get('student_ppl'))} vs teacher "
                  f"{_f(ev.get('teacher_ppl'))}; spike sparsity {_f(ev.get('spike_sparsity'), 3)}")

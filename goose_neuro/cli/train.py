@@ -44,6 +44,7 @@ def _csv(values) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from goose_neuro.training import TrainConfig
+    from goose_neuro.training.config import RECIPE_ENERGY_WEIGHT
 
     d = TrainConfig()
     p = make_parser(PROG, "Distil a spiking ASNN-Goose student from a Hugging Face causal LM teacher.")
@@ -127,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="advance stages by step fraction or validation plateau")
     k.add_argument("--pocl-patience", type=int, default=d.pocl_patience, help="evaluations without gain")
     en = p.add_argument_group("energy-aware distillation (prices spike events with the energy report's op-cost table)")
-    en.add_argument("--energy-weight", type=float, default=d.energy_weight,
+    en.add_argument("--energy-weight", type=float, default=RECIPE_ENERGY_WEIGHT,
                     help="weight of the energy term: the events' estimated energy per token on --energy-profile "
-                         "as a share of its all-neurons-firing maximum (0 = off)")
+                         "as a share of its all-neurons-firing maximum (0 = off; the default is the measured "
+                         "recipe, see the README)")
     en.add_argument("--energy-profile", default=d.energy_profile,
                     help="hardware profile (name or YAML file) that prices the events; evaluations also report "
                          "the estimated energy per token on it")

@@ -16,6 +16,12 @@ class TrainingError(GooseError):
     """Training cannot continue (e.g. the loss keeps diverging)."""
 
 
+#: goose-train's (and goose-demo's) default energy weight, with the priced term on ``loihi2``: measured by
+#: benchmarks/pareto.py (README, "Quality per joule"). ``TrainConfig`` itself defaults to 0 because the priced
+#: term needs activity prices from the energy layer (``goose_neuro.energy.training.activity_pricer``),
+#: which the core package does not import: a library caller passes ``energy_weight`` and ``pricer`` together.
+RECIPE_ENERGY_WEIGHT = 0.5
+
 # options that change only how often things happen, not what is trained (resume may change them)
 CADENCE = ("eval_every", "ckpt_every", "keep_checkpoints", "log_every", "max_bad_steps", "eval_windows")
 

@@ -94,7 +94,7 @@ def priced_rate(spikes: Mapping[str, Tensor], prices: ActivityPrices) -> Tensor:
     if not full > 0:
         raise ConfigError(f"profile {prices.profile!r} charges nothing per spike event (a dense device computes "
                           f"every synapse anyway): the energy term has nothing to price; use an event-driven "
-                          f"profile (loihi2) or a rate target")
+                          f"profile (loihi2), a rate target, or energy weight 0")
     ev = events_per_token(spikes)
     return sum(ev[p] * (prices.per_event_pj[p] / full) for p in ev)
 
