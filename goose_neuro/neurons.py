@@ -489,10 +489,24 @@ class _Neuron(snntorch.SpikingNeuron):
 
     def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One token: ``x`` (B, n), state ``mem`` (B, state_width) -> (out (B, n), spikes (B, n),
-        new state). ``goose_neuro.fast_step`` calls this on every population. This default runs
-        :meth:`forward` on a one-token sequence; subclasses override it with a direct update."""
-        out, s, new = self.forward(x[:, None], mem)
-        return out[:, 0], s[:, 0], new
+        new state). ``goose_neuro.fast_step`` calls this on every population.
+
+        The update rule of :meth:`forward` at T=1: a subclass's :meth:`_direct_step` (no token
+        loop, no autograd node) when it has one, else :meth:`forward` on a one-token sequence, which
+        also serves fixed-point neurons and steps that need gradients."""
+        if self.mode == "none":
+            return x, x, mem
+        if type(self)._direct_step is _Neuron._direct_step or self._needs_forward(x, mem):
+            out, s, new = self.forward(x[:, None], mem)
+            return out[:, 0], s[:, 0], new
+        if x.dtype != mem.dtype:
+            dtype = torch.promote_types(x.dtype, mem.dtype)
+            x, mem = x.to(dtype), mem.to(dtype)
+        return self._direct_step(x, mem)
+
+    def _direct_step(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Float one-token update, ``x`` and ``mem`` in one dtype, no gradients (see :meth:`step`)."""
+        raise NotImplementedError
 
     def _needs_forward(self, x: Tensor, mem: Tensor) -> bool:
         """A one-token step must go through :meth:`forward`: fixed-point neurons, or gradients wanted."""
@@ -581,19 +595,8 @@ class SpikeLIF(_Neuron):
             return _LIFScanFixed.apply(*args, self._fmt)
         return _LIFScan.apply(*args)
 
-    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One token: ``x`` (B, n), ``mem`` (B, n) -> (out (B, n), spikes (B, n), new mem (B, n)).
-
-        The update rule of :meth:`forward` at T=1 without the sequence machinery (no token
-        loop, no autograd node), for decoding; runs :meth:`forward` for fixed-point neurons or
-        when gradients are needed."""
-        if self.mode == "none":
-            return x, x, mem
-        if self._needs_forward(x, mem):
-            return super().step(x, mem)
-        if x.dtype != mem.dtype:
-            dtype = torch.promote_types(x.dtype, mem.dtype)
-            x, mem = x.to(dtype), mem.to(dtype)
+    def _direct_step(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One token: ``x`` (B, n), ``mem`` (B, n) -> (out, spikes, new mem), each (B, n)."""
         beta, th, nth, amp = self._step_constants(x.dtype, x.device)
         m = torch.addcmul(x, beta, mem)  # (B, n)
         s = torch.gt(m, th, out=torch.empty_like(m))
@@ -672,16 +675,8 @@ class TernaryLIFNeuron(_Neuron):
             out, s, v, u = _TLIFScan.apply(*args)
         return out, s, torch.cat([v, u], 1)
 
-    def step(self, x: Tensor, mem: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One token of :meth:`forward` without the sequence machinery: ``x`` (B, n), state
-        ``[v, u]`` (B, 2n) -> (out, spikes, new state)."""
-        if self.mode == "none":
-            return x, x, mem
-        if self._needs_forward(x, mem):
-            return super().step(x, mem)
-        if x.dtype != mem.dtype:
-            dtype = torch.promote_types(x.dtype, mem.dtype)
-            x, mem = x.to(dtype), mem.to(dtype)
+    def _direct_step(self, x: Tensor, mem: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One token: ``x`` (B, n), state ``[v, u]`` (B, 2n) -> (out, spikes, new state)."""
         beta, beta_u, th, nth, amp = self._step_constants(x.dtype, x.device)
         u = torch.addcmul(x, beta_u, mem[:, self.n:])  # beta_u * u + x
         m = torch.addcmul(u, beta, mem[:, :self.n])  # beta * v + u
