@@ -131,42 +131,42 @@ def plot(rows: dict, path: Path, steps: int) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     t = next(iter(rows.values()))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     for ax, prof in zip(axes, q.PROFILES):
+        top = 1.15 * max([r["test_ppl"] for r in rows.values()] + [t["teacher_test_ppl"] * GOAL_PPL])
         for name, r in rows.items():
             x = r[prof]["student_pj"] / 1e6
             dense = r["config"]["spike_mode"] == "none"
-            rate = "rate_target" in r["train"] and r["train"]["rate_target"] is not None
-            ax.scatter([x], [r["test_ppl"]], marker="s" if dense else ("^" if rate else "o"),
-                       color="tab:gray" if dense else ("tab:orange" if rate else "tab:blue"), zorder=3)
-            label = name if dense else f"{name}\n{r['zero_fraction']:.0%} zeros"
-            ax.annotate(label, (x, r["test_ppl"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        top = 1.15 * max([r["test_ppl"] for r in rows.values()] + [t["teacher_test_ppl"] * GOAL_PPL])
-        for name, r in rows.items():  # each spiking point's dense twin (same weights, dense activations)
-            tw = r[prof].get("dense_twin_pj")
+            rate = r["train"].get("rate_target") is not None
+            label = name if dense else f"{name}: {r['zero_fraction']:.0%} zeros"
+            ax.scatter([x], [r["test_ppl"]], marker="s" if dense else ("^" if rate else "o"), s=36, zorder=3,
+                       label=label)
+            tw = r[prof].get("dense_twin_pj")  # the same weights with dense activations
             if tw and r.get("dense_twin_test_ppl") and r["dense_twin_test_ppl"] < top:
                 ax.scatter([tw / 1e6], [r["dense_twin_test_ppl"]], marker="x", color="tab:gray", zorder=2)
-                ax.annotate(f"dense twin of {name}", (tw / 1e6, r["dense_twin_test_ppl"]), fontsize=6,
-                            xytext=(4, -8), textcoords="offset points", color="tab:gray")
-        for key, mark in (("teacher_fp32_pj", "fp32"), ("teacher_int8_pj", "int8")):
-            ax.scatter([t[key] / 1e6], [t["teacher_test_ppl"]], marker="*", s=120, color="tab:red", zorder=3)
-            ax.annotate(f"teacher {mark} (cmos45, ctx {q.CONTEXT})", (t[key] / 1e6, t["teacher_test_ppl"]),
-                        fontsize=7, xytext=(4, -10), textcoords="offset points")
-        ax.axhline(t["teacher_test_ppl"] * GOAL_PPL, ls=":", color="tab:red", lw=0.8)
-        ax.axvline(t["teacher_fp32_pj"] / GOAL_ENERGY / 1e6, ls=":", color="tab:green", lw=0.8)
+        for key, mark, color in (("teacher_fp32_pj", "fp32", "tab:red"), ("teacher_int8_pj", "int8", "darkred")):
+            ax.scatter([t[key] / 1e6], [t["teacher_test_ppl"]], marker="*", s=140, color=color, zorder=3,
+                       label=f"teacher {mark} (cmos45, context {q.CONTEXT})")
+        ax.scatter([], [], marker="x", color="tab:gray", label="dense twins (same weights, spike_mode none)")
+        ax.axhline(t["teacher_test_ppl"] * GOAL_PPL, ls=":", color="tab:red", lw=0.8,
+                   label=f"goal: {GOAL_PPL:.2f} x teacher perplexity")
+        ax.axvline(t["teacher_fp32_pj"] / GOAL_ENERGY / 1e6, ls=":", color="tab:green", lw=0.8,
+                   label=f"goal: fp32 teacher / {GOAL_ENERGY:.0f}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(0.9 * t["teacher_test_ppl"], top)
-        ax.set_xlabel(f"estimated energy per token on {prof} (uJ; teachers on cmos45)")
+        ax.set_xlabel(f"uJ per token on {prof} (estimate; teachers on cmos45)")
         ax.set_ylabel("War and Peace test perplexity")
-        ax.set_title(f"{prof}: small student, {steps} steps", fontsize=9)
-    fig.text(0.5, 0.005, f"dotted: {GOAL_PPL:.2f} x teacher perplexity; fp32 teacher / {GOAL_ENERGY:.0f}. "
-                         "Circles: energy weight sweep; triangles: rate target; square: dense student; x: dense twins (same "
-             "weights, spike_mode none; off the chart when their perplexity is above it: see pareto.md).",
-             ha="center", fontsize=7)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=130)
+        ax.set_title(f"{prof}: small student, {steps} steps", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
