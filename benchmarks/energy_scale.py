@@ -1,7 +1,7 @@
 """Energy per token at scale: the gpt2-50m student against GPT-2 124M on every hardware profile.
 
-Full run (the integrator's command; about 30-45 minutes on 2 shared CPU cores: a gpt2-50m training
-step of 2 x 64 tokens takes about 10 s there, and profiling about 0.3 s per token):
+Full run (385 s on 2 CPU cores with one torch thread; a gpt2-50m training step of 2 x 64 tokens
+takes about 3-4 s, and profiling is the rest; energy/README.md has its table):
 
     .venv/bin/python benchmarks/energy_scale.py --preset gpt2-50m --train-steps 100 --batch 2 --seq 64 \
         --tokens 1024 --train-text ../shared/data/warpeace/train.txt --text ../shared/data/warpeace/test.txt \
