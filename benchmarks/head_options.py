@@ -67,11 +67,7 @@ def deployable(ckpt: Path) -> dict[str, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=",".join(HEADS), help="comma-separated subset of: " + ", ".join(HEADS))
-    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run (batch 8, T 64)")
-    ap.add_argument("--work", default="runs/heads", help="run directories (reused when the options match)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
-    ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
+    q.add_run_options(ap, "runs/heads")
     a = ap.parse_args(argv)
     bad = q.check_inputs()
     if bad:
@@ -85,12 +81,10 @@ def main(argv=None) -> int:
             sys.stderr.write(f"unknown run {name!r}; choose from {', '.join(HEADS)}\n")
             return 2
         d = work / name
-        if not a.measure_only:
-            q.train(d, a.steps, model=HEADS[name], train=RECIPE, cache=work / ".cache", threads=a.threads,
-                    retrain=a.retrain)
-        if not (d / "model.safetensors").is_file():
+        m = q.train_and_measure(d, a, HEADS[name], RECIPE)
+        if m is None:
             continue
-        rows[name] = {**q.measure(d), **deployable(d)}
+        rows[name] = {**m, **deployable(d)}
         sys.stderr.write(f"[{name}] test ppl {rows[name]['test_ppl']:.1f}\n")
     text = table(rows, a.steps)
     print(text)

@@ -47,14 +47,10 @@ def _targets(text: str) -> list[tuple[float, float]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run (goose-train defaults otherwise)")
+    q.add_run_options(ap, "runs/pareto")
     ap.add_argument("--weights", default="0,0.5,1,2,4", help="energy weights of the priced term, comma separated")
     ap.add_argument("--rate-targets", default="", help="rate-target runs as TARGET:WEIGHT, comma separated")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense (spike_mode none) reference run")
-    ap.add_argument("--work", default="runs/pareto", help="run directories (reused when the options match)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--retrain", action="store_true")
-    ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
     a = ap.parse_args(argv)
     bad = q.check_inputs()
     if bad:
@@ -68,12 +64,10 @@ def main(argv=None) -> int:
         plan.append(("dense student", {"spike_mode": "none"}, {"energy_weight": 0.0}))
     rows = {}
     for name, model, train in plan:
-        d = work / name.replace(" ", "_").replace("<=", "le").replace("=", "")
-        if not a.measure_only:
-            q.train(d, a.steps, model=model, train=train, cache=work / ".cache", threads=a.threads, retrain=a.retrain)
-        if not (d / "model.safetensors").is_file():
+        m = q.train_and_measure(work / name.replace(" ", "_").replace("<=", "le").replace("=", ""), a, model, train)
+        if m is None:
             continue
-        rows[name] = {**q.measure(d), "train": train}
+        rows[name] = {**m, "train": train}
         sys.stderr.write(f"[{name}] test ppl {rows[name]['test_ppl']:.1f}\n")
     if not rows:
         print("no runs")

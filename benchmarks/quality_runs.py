@@ -71,6 +71,26 @@ def train(out: Path, steps: int, model: dict[str, Any] | None = None, train: dic
     return summary
 
 
+def add_run_options(ap, work: str) -> None:
+    """The options every benchmark built on these runs shares (steps, run directory, threads, reuse)."""
+    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run (batch 8, T 64; goose-train "
+                                                            "defaults otherwise)")
+    ap.add_argument("--work", default=work, help="run directories (reused when the options match)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
+    ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
+
+
+def train_and_measure(d: Path, a, model: dict[str, Any] | None, train_opts: dict[str, Any]) -> dict[str, Any] | None:
+    """Train run ``d`` as the options ``a`` of :func:`add_run_options` say, then measure it (None: no run)."""
+    if not a.measure_only:
+        train(d, a.steps, model=model, train=train_opts, cache=Path(a.work) / ".cache", threads=a.threads,
+              retrain=a.retrain)
+    if not (d / "model.safetensors").is_file():
+        return None
+    return measure(d)
+
+
 def measure(ckpt: Path) -> dict[str, Any]:
     """Test perplexity (student, teacher), sparsity and energy per token of a checkpoint (cached in ckpt)."""
     cached = ckpt / "measure.json"
