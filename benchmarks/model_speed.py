@@ -6,11 +6,14 @@ the ternary, binary and none spike modes (the modes interleaved in every round, 
 batch 1 and 8 for the fast step (``goose_neuro.fast_step.FastStep``) and for sequence mode
 called with one token (the older path). ``--runs N`` repeats the training measurement N
 times (one ratio per run); ``--profile`` adds a per-op profile of one training step in
-ternary and none modes, listing what the spiking neurons add.
+ternary and none modes, listing what the spiking neurons add; ``--neurons`` times training with
+each neuron (subtract, ternary_lif) in float and with the fixed-point neurons that
+``goose-train --fixed-point`` uses.
 
     .venv/bin/python benchmarks/model_speed.py                        # full
     .venv/bin/python benchmarks/model_speed.py --runs 3 --threads 2   # the ratio three times
     .venv/bin/python benchmarks/model_speed.py --quick --profile      # fewer repeats + op profile
+    .venv/bin/python benchmarks/model_speed.py --neurons --no-decode  # float vs fixed-point neurons
 
 The machine's load average is printed with the figures: on a shared CPU the ratio moves
 with it (every full-tensor pass of the neuron backward is a parallel region that waits
@@ -39,10 +42,11 @@ def load() -> str:
     return f"load {a[0]:.2f}/{a[1]:.2f}/{a[2]:.2f}"
 
 
-def make_train_step(mode: str, args, device):
-    """A closure running one forward+backward+AdamW step of a fresh model in ``mode``."""
+def make_train_step(mode: str, args, device, **model):
+    """A closure running one forward+backward+AdamW step of a fresh model in ``mode`` (``model``:
+    more ModelConfig overrides)."""
     torch.manual_seed(0)
-    m = ASNNGoose(preset(args.preset, spike_mode=mode)).to(device).train()
+    m = ASNNGoose(preset(args.preset, spike_mode=mode, **model)).to(device).train()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
     tok = torch.randint(0, m.cfg.vocab_size, (args.batch, args.seq + 1), device=device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -79,6 +83,19 @@ def train_tokens_per_s(args, device) -> dict[str, float]:
         for mode in MODES:
             times[mode].append(timed(steps[mode], device))
     return {mode: args.batch * args.seq / statistics.median(ts) for mode, ts in times.items()}
+
+
+def neuron_tokens_per_s(args, device) -> dict[str, float]:
+    """Training tokens/s of the ternary mode per neuron, float and fixed point, interleaved as in
+    :func:`train_tokens_per_s`."""
+    variants = {f"{n}, {'fixed point' if fx else 'float'}": dict(neuron=n, fixed_point=fx)
+                for n in ("subtract", "ternary_lif") for fx in (False, True)}
+    steps = {k: make_train_step("ternary", args, device, **kw) for k, kw in variants.items()}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for k in variants:
+            times[k].append(timed(steps[k], device))
+    return {k: args.batch * args.seq / statistics.median(ts) for k, ts in times.items()}
 
 
 @torch.no_grad()
@@ -165,6 +182,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 repeats, 100 decode steps")
     ap.add_argument("--profile", action="store_true", help="also print a per-op profile, ternary vs none")
     ap.add_argument("--no-decode", action="store_true")
+    ap.add_argument("--neurons", action="store_true",
+                    help="also time training per neuron, float and fixed point (goose-train --fixed-point)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", action="store_true", help="also print one JSON line")
     args = ap.parse_args()
@@ -187,6 +206,14 @@ def main() -> None:
                   f"(median of {args.repeats}, modes interleaved)")
         print(f"run {run + 1}: time ratio ternary/none: {r['time_ratio_ternary_over_none']:.2f} (target <= 1.5), "
               f"{load()}")
+    if args.neurons:
+        nps = neuron_tokens_per_s(args, device)
+        res["train_tok_s_by_neuron"] = nps
+        for k, v in nps.items():
+            print(f"train fwd+bwd B={args.batch} T={args.seq} ternary, {k:24s}: {v:9.0f} tokens/s "
+                  f"(median of {args.repeats}, interleaved)")
+        for n in ("subtract", "ternary_lif"):
+            print(f"{n}: fixed point / float time ratio {nps[f'{n}, float'] / nps[f'{n}, fixed point']:.2f}")
     if not args.no_decode:
         for b in (1, 8):
             d = decode_tokens_per_s(b, args, device)
