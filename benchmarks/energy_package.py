@@ -40,9 +40,31 @@ PACKAGES = (("loihi2", "loihi2", {}), ("loihi", "loihi", {}), ("loihi-core", "lo
 PLACED = [r for r in ROWS if r[1] != "cmos45-int8"]
 
 
+#: ModelConfig fields newer than the earlier tool, at the values that mean "as before"
+NEWER_FIELDS = {"neuron": "subtract", "fixed_point": False, "frac_bits": 11, "head_input": "dense", "head_rank": 0}
+
+
+def earlier_checkpoint(ckpt: Path, out: Path) -> Path:
+    """``ckpt`` as an earlier version reads it: a copy whose config drops the newer fields where they
+    hold their as-before values. A checkpoint that uses a newer feature cannot be priced before."""
+    cfg = json.loads((ckpt / "config.json").read_text())
+    model = cfg["model"]
+    used = {k: model[k] for k, v in NEWER_FIELDS.items() if k in model and model[k] != v}
+    if used:
+        raise SystemExit(f"{ckpt}: uses {used}, which the earlier version cannot price; run without --before")
+    out.mkdir(parents=True)
+    for f in ckpt.iterdir():
+        if f.is_file() and f.name != "config.json":
+            (out / f.name).symlink_to(f.resolve())
+    cfg["model"] = {k: v for k, v in model.items() if k not in NEWER_FIELDS}
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    return out
+
+
 def run_before(exe: str, args, out: Path) -> dict:
     """Run an earlier goose-energy on the same inputs; its report.json."""
-    cmd = [exe, "--checkpoint", str(args.checkpoint), "--text", str(args.text), "--tokens", str(args.tokens),
+    ckpt = earlier_checkpoint(Path(args.checkpoint), out.parent / "before-checkpoint")
+    cmd = [exe, "--checkpoint", str(ckpt), "--text", str(args.text), "--tokens", str(args.tokens),
            "--profile", "loihi2", "--profile", "loihi", "--profile", "cmos45-int8", "--teacher", str(args.teacher),
            "-o", str(out), "--no-plots", "--no-progress"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
