@@ -69,12 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=",".join(HEADS), help="comma-separated subset of: " + ", ".join(HEADS))
     q.add_run_options(ap, "runs/heads")
     a = ap.parse_args(argv)
-    bad = q.check_inputs()
-    if bad:
-        sys.stderr.write(bad + "\n")
+    work = q.work_dir(a)
+    if work is None:
         return 2
-    work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name in [r.strip() for r in a.runs.split(",") if r.strip()]:
         if name not in HEADS:

@@ -52,12 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rate-targets", default="", help="rate-target runs as TARGET:WEIGHT, comma separated")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense (spike_mode none) reference run")
     a = ap.parse_args(argv)
-    bad = q.check_inputs()
-    if bad:
-        sys.stderr.write(bad + "\n")
+    work = q.work_dir(a)
+    if work is None:
         return 2
-    work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[str, dict, dict]] = [(f"w={w:g}", {}, {"energy_weight": w}) for w in _floats(a.weights)]
     plan += [(f"rate<={r:g} w={w:g}", {}, {"energy_weight": w, "rate_target": r}) for r, w in _targets(a.rate_targets)]
     if not a.no_dense:

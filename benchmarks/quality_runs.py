@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,17 @@ def add_run_options(ap, work: str) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
     ap.add_argument("--measure-only", action="store_true", help="only measure runs that exist")
+
+
+def work_dir(a) -> Path | None:
+    """The run directory of options ``a`` (created), or None after saying which input is missing."""
+    bad = check_inputs()
+    if bad:
+        sys.stderr.write(bad + "\n")
+        return None
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def train_and_measure(d: Path, a, model: dict[str, Any] | None, train_opts: dict[str, Any]) -> dict[str, Any] | None:

@@ -13,22 +13,16 @@ import contextlib
 import io
 import os
 import pickle
-import random
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
+
+from _text import corpus  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _CACHE: dict[str, dict] = {}
-
-
-def corpus(n: int = 300, seed: int = 0) -> str:
-    """A small repetitive English-like text."""
-    rng = random.Random(seed)
-    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
-    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
 
 
 class Payload:

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from _text import corpus  # noqa: E402
+
 os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-def corpus(n: int = 200, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
-    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
 
 
 def losses(out: Path) -> list[float]:
@@ -31,8 +26,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     pytest.importorskip("torch.distributed.run")
     from goose_neuro.teacher import make_tiny_teacher
 
-    tdir = make_tiny_teacher(tmp_path / "teacher", corpus(), vocab_size=100, n_positions=32)
-    (tmp_path / "text.txt").write_text(corpus())
+    tdir = make_tiny_teacher(tmp_path / "teacher", corpus(200), vocab_size=100, n_positions=32)
+    (tmp_path / "text.txt").write_text(corpus(200))
     common = ["--teacher", str(tdir), "--data", str(tmp_path / "text.txt"), "--preset", "tiny", "--steps", "4",
               "--batch-size", "4", "--seq-len", "8", "--eval-every", "4", "--ckpt-every", "4", "--eval-windows", "2",
               "--max-windows", "64", "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]

@@ -31,6 +31,8 @@ from goose_neuro.teacher import load_teacher, make_tiny_teacher  # noqa: E402
 from goose_neuro.training import TrainConfig, Trainer  # noqa: E402
 from goose_neuro.training.energy_term import priced_rate, rate_excess  # noqa: E402
 
+from _text import corpus  # noqa: E402
+
 
 def _model(**kw) -> ASNNGoose:
     torch.manual_seed(0)
@@ -94,12 +96,6 @@ def test_the_term_has_surrogate_gradients_on_the_membranes():
     g = x.grad[0, 0]
     assert g[0] > 0 and g[1] < 0  # lowering |membrane| of a firing neuron lowers the term
     assert torch.all(g[2:] == 0)  # silent neurons cost nothing
-
-
-def corpus(n: int = 300, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
-    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
 
 
 @pytest.fixture(scope="module")

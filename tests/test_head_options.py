@@ -12,11 +12,12 @@ from goose_neuro.config import ModelConfig, preset
 from goose_neuro.errors import ConfigError, ExportError
 from goose_neuro.export import interp, ir
 from goose_neuro.export.lower import lower
-from goose_neuro.export.onnx_export import build_model, export_onnx
+from goose_neuro.export.onnx_export import build_model
 from goose_neuro.export.opcost import Precision, node_cost
-from goose_neuro.export.ort_runner import OrtStep
 from goose_neuro.export.placement import place
 from goose_neuro.model import ASNNGoose
+
+from _onnx_parity import assert_onnx_matches
 
 HEADS = {
     "dense": dict(),
@@ -112,15 +113,7 @@ def test_checkpoint_round_trip(name, tmp_path):
 def test_onnx_parity_and_integer_head(name, variant, tmp_path):
     m = _model(**HEADS[name]).freeze_ternary()
     g = lower(m)
-    export_onnx(g, tmp_path / "o", variant)
-    tok = _tokens(3, 24)
-    with torch.no_grad():
-        ref, ref_st = m(tok)
-    got, st = OrtStep(tmp_path / "o").run(tok.numpy())
-    np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-4)
-    assert (got.argmax(-1) == ref.numpy().argmax(-1)).all()
-    for k in ref_st:
-        np.testing.assert_allclose(st[k], ref_st[k].numpy(), rtol=1e-3, atol=1e-4, err_msg=k)
+    assert_onnx_matches(m, g, tmp_path / "o", variant, _tokens(3, 24), state_rtol=1e-3)
     onnx_model = build_model(g, variant)
     int_head = [n for n in onnx_model.graph.node if n.op_type == "MatMulInteger" and n.name.startswith("head")]
     spike_ternary = HEADS[name].get("head_input") == "spike" and HEADS[name].get("quantize_head")

@@ -17,6 +17,8 @@ from goose_neuro.export.onnx_export import OPSET, build_model, export_onnx
 from goose_neuro.export.ort_runner import OrtStep, generate
 from goose_neuro.model import WKV_P_INIT, ASNNGoose
 
+from _onnx_parity import assert_onnx_matches
+
 
 def _model(mode="ternary", amp="shared", seed=0, **kw) -> ASNNGoose:
     """Tiny float32 model with asymmetric TTQ scales (split encoding) and non-unit amplitudes."""
@@ -40,16 +42,7 @@ def _tokens(B, T, seed=1):
                                       ("ternary", "channel")])
 def test_onnx_parity_every_spike_mode(tmp_path, mode, amp, variant):
     m = _model(mode, amp)
-    export_onnx(lower(m), tmp_path / "o", variant)
-    tok = _tokens(3, 24)
-    with torch.no_grad():
-        ref, ref_st = m(tok)
-    got, st = OrtStep(tmp_path / "o").run(tok.numpy())
-    # fp32 vs fp32 with a fixed seed: observed max diff ~1e-6; a flipped spike would be >1e-2
-    np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-4)
-    assert (got.argmax(-1) == ref.numpy().argmax(-1)).all()
-    for k in ref_st:
-        np.testing.assert_allclose(st[k], ref_st[k].numpy(), rtol=1e-4, atol=1e-4, err_msg=k)
+    assert_onnx_matches(m, lower(m), tmp_path / "o", variant, _tokens(3, 24))
 
 
 @pytest.mark.parametrize("variant", ["float", "int"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,14 @@ from goose_neuro.errors import DataError, TeacherError  # noqa: E402
 from goose_neuro.teacher import check_context, check_vocab, load_teacher, make_tiny_teacher  # noqa: E402
 from goose_neuro.tokenizer import as_tokenizer  # noqa: E402
 
+from _text import corpus  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def corpus(n: int = 400, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
-    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
 
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory) -> Path:
-    return make_tiny_teacher(tmp_path_factory.mktemp("teacher"), corpus(), vocab_size=120, n_positions=32)
+    return make_tiny_teacher(tmp_path_factory.mktemp("teacher"), corpus(400), vocab_size=120, n_positions=32)
 
 
 def test_teacher_loads_frozen_with_its_tokenizer(teacher_dir):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,7 @@ from goose_neuro.errors import TeacherError  # noqa: E402
 from goose_neuro.teacher import load_teacher, make_tiny_teacher  # noqa: E402
 from goose_neuro.training import TrainConfig, Trainer, TrainingError, latest_checkpoint  # noqa: E402
 
-
-def corpus(n: int = 300, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    words = "the prince said that anna and pierre went to moscow in the winter of war and peace".split()
-    return "\n".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(n))
+from _text import corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
